@@ -1,0 +1,21 @@
+//! damfs mounts a remote Adobe Experience Manager Assets DAM as a read-only Linux filesystem.
+//!
+//! The data path of a `cat` on the mount, top to bottom:
+//!
+//! ```text
+//! cli / config      flags and -o options -> one validated config
+//! mount             mount/unmount, background mode, signals
+//! fuse              kernel request -> vfs call -> reply (the only module naming fuser types)
+//! vfs               inode table, names, directory state, reserved trees (.renditions, .metadata)
+//! materialize       asset -> bytes once: single-flight, deadlines, sync vs async transfers
+//! cache             on-disk store: content files, index, LRU by bytes
+//! remote            the AEM Assets HTTP client (and a fake for tests)
+//! ```
+//!
+//! Beside it: `serve`, the sample DAM (`damfs serve`), and `sample`, which generates the
+//! sample data it serves.
+
+#![warn(missing_docs)]
+
+pub mod remote;
+pub mod sidecar;
