@@ -17,5 +17,10 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config;
 pub mod remote;
+pub mod sample;
+pub mod serve;
 pub mod sidecar;
+pub mod units;
