@@ -9,7 +9,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits.parse().map_err(|_| format!("'{text}' is not a duration (e.g. 5s, 500ms, 2m)"))?;
+    let value: u64 =
+        digits.parse().map_err(|_| format!("'{text}' is not a duration (e.g. 5s, 500ms, 2m)"))?;
     let millis = match unit {
         "ms" => Some(value),
         "" | "s" => value.checked_mul(1_000),
