@@ -18,6 +18,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Mount a remote DAM read-only (in the background unless -f).
+    Mount(MountArgs),
+    /// Unmount a damfs mount and wait for its daemon to end.
+    Umount(UmountArgs),
     /// Write a deterministic sample DAM (images, a document, titles and tags) into DIR.
     Sample(SampleArgs),
     /// Serve a folder of images as an AEM Assets instance (the sample DAM).
@@ -64,4 +68,177 @@ pub struct ServeArgs {
     /// Log each request (-v) and more (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `damfs mount`. Every long option can also be given as `-o key=value` (or `-o key` for
+/// switches), as mount(8) and /etc/fstab pass them.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The remote: https://host[:port][/content/dam/<folder>].
+    pub remote_url: String,
+    /// Where to mount it (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    /// User for HTTP Basic authentication (with --password-file or DAMFS_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// File holding the password of --user (first line). The password is never accepted
+    /// on the command line; DAMFS_PASSWORD in the environment works too.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// File holding a bearer token (first line), for AEM as a Cloud Service.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where materialized assets are kept [default: /var/cache/damfs/<remote> for root,
+    /// ~/.cache/damfs/<remote> otherwise].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound on every remote fetch, counted from the kernel's request (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub fetch_timeout: String,
+    /// Renditions larger than this are transferred in the background after open returns.
+    #[arg(long, default_value = "10M", value_name = "SIZE")]
+    pub async_threshold: String,
+    /// Folder listings are re-read from the remote after this (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub dir_ttl: String,
+    /// Which assets to show: images, all, or MIME types (image/*,application/pdf).
+    #[arg(long, default_value = "images", value_name = "LIST")]
+    pub formats: String,
+    /// Let every local user read the mount (not only the one who mounted it).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// HTTP(S) proxy for every remote request (e.g. http://proxy:3128).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Extra PEM CA certificate(s) to trust for the remote.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Write the log here (in the background the log goes nowhere otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log more: -v info, -vv debug.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Stay in the foreground (logs to stderr unless --log-file); Ctrl-C unmounts.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// mount(8)-style options: comma-separated key=value (any long option) and switches.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+}
+
+/// `damfs umount`.
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+}
+
+/// Generic mount(8) options that say nothing to damfs: accepted and ignored.
+const GENERIC_OPTIONS: &[&str] = &[
+    "ro",
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "nodev",
+    "nosuid",
+    "noexec",
+    "exec",
+    "dev",
+    "suid",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nodiratime",
+    "lazytime",
+    "async",
+    "loop",
+];
+
+/// Expands `-o a=b,c` into `--a b --c` so that clap sees only long options; refuses `rw`.
+pub fn expand_mount_options(options: &[String]) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    for option in options.iter().flat_map(|o| o.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = match option.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (option, None),
+        };
+        if key == "rw" {
+            return Err("-o rw: damfs mounts are read-only; use ro (or no option)".into());
+        }
+        if value.is_none() && GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
+            continue;
+        }
+        let flag = format!("--{}", key.replace('_', "-"));
+        args.push(flag);
+        if let Some(value) = value {
+            args.push(value.to_string());
+        }
+    }
+    Ok(args)
+}
+
+/// Rewrites the argv of `mount.damfs SOURCE DIR [-sfnv] [-o OPTS]` (mount(8)'s helper
+/// convention) into `damfs mount SOURCE DIR ...`. Returns `None` for `-f` (fake mount).
+pub fn mount_helper_argv(argv: &[std::ffi::OsString]) -> Option<Vec<std::ffi::OsString>> {
+    let mut out: Vec<std::ffi::OsString> = vec!["damfs".into(), "mount".into()];
+    let mut iter = argv.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.to_str() {
+            Some("-o") => {
+                if let Some(value) = iter.next() {
+                    out.push("-o".into());
+                    out.push(value.clone());
+                }
+            }
+            Some("-f") => return None,
+            Some("-n" | "-s") => {}
+            Some("-v") => out.push("-v".into()),
+            _ => out.push(arg.clone()),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_expand() {
+        let opts =
+            vec!["ro,user=svc,password_file=/etc/pw,allow_other,_netdev,x-systemd.automount".to_string()];
+        assert_eq!(
+            expand_mount_options(&opts).unwrap(),
+            vec!["--user", "svc", "--password-file", "/etc/pw", "--allow-other"]
+        );
+        assert!(expand_mount_options(&["rw".to_string()]).unwrap_err().contains("read-only"));
+    }
+
+    #[test]
+    fn helper_argv() {
+        let argv: Vec<std::ffi::OsString> =
+            ["mount.damfs", "http://h/content/dam", "/mnt", "-n", "-o", "rw,user=u"]
+                .iter()
+                .map(|s| s.into())
+                .collect();
+        let out = mount_helper_argv(&argv).unwrap();
+        assert_eq!(
+            out,
+            ["damfs", "mount", "http://h/content/dam", "/mnt", "-o", "rw,user=u"]
+                .map(std::ffi::OsString::from)
+        );
+        let fake: Vec<std::ffi::OsString> =
+            ["mount.damfs", "a", "b", "-f"].iter().map(|s| s.into()).collect();
+        assert!(mount_helper_argv(&fake).is_none());
+    }
 }

@@ -5,10 +5,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::cli::{SampleArgs, ServeArgs};
+use std::time::Duration;
+
+use crate::cli::{MountArgs, SampleArgs, ServeArgs};
+use crate::remote::aem::{AemConfig, Credentials, parse_remote_url};
 use crate::sample::SampleOptions;
 use crate::serve::{Auth, ServeConfig};
+use crate::units::parse_duration;
 use crate::units::parse_size;
+use crate::vfs::dir::Formats;
 
 /// Reads a secret from the first line of a file (trailing newline and spaces dropped).
 pub fn read_secret_file(path: &Path, flag: &str) -> anyhow::Result<String> {
@@ -65,4 +70,149 @@ fn default_state_dir(dir: &Path) -> PathBuf {
     let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
     base.join("damfs-serve").join(format!("{name}-{tag}"))
+}
+
+/// Everything a mount needs, validated.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// The REMOTE_URL as given (for messages and the mount source; never holds credentials).
+    pub remote_url: String,
+    /// How to reach the remote.
+    pub aem: AemConfig,
+    /// DAM path of the mounted folder (`""` for /content/dam).
+    pub root: String,
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// The cache directory.
+    pub cache_dir: PathBuf,
+    /// Bound on each remote fetch.
+    pub fetch_timeout: Duration,
+    /// Renditions larger than this transfer in the background.
+    pub async_threshold: u64,
+    /// Listing TTL.
+    pub dir_ttl: Duration,
+    /// Which assets are shown.
+    pub formats: Formats,
+    /// Let every local user read.
+    pub allow_other: bool,
+    /// Log file.
+    pub log_file: Option<PathBuf>,
+    /// Verbosity.
+    pub verbose: u8,
+    /// Stay in the foreground.
+    pub foreground: bool,
+}
+
+impl MountConfig {
+    /// A string identifying the remote folder, recorded in the cache (never with credentials).
+    pub fn remote_id(&self) -> String {
+        format!("{}content/dam/{}", self.aem.base, self.root)
+    }
+}
+
+fn flag<T>(name: &str, result: Result<T, String>) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+}
+
+impl TryFrom<&MountArgs> for MountConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: &MountArgs) -> anyhow::Result<MountConfig> {
+        let (base, root) = parse_remote_url(&args.remote_url).context("REMOTE_URL")?;
+        let fetch_timeout = flag("fetch-timeout", parse_duration(&args.fetch_timeout))?;
+        if fetch_timeout.is_zero() {
+            bail!("--fetch-timeout: must be more than 0");
+        }
+        let async_threshold = flag("async-threshold", parse_size(&args.async_threshold))?;
+        let dir_ttl = flag("dir-ttl", parse_duration(&args.dir_ttl))?;
+        let formats = flag("formats", Formats::parse(&args.formats))?;
+        let credentials = credentials(args)?;
+        if let Some(ca) = &args.ca_file
+            && !ca.is_file()
+        {
+            bail!("--ca-file {}: no such file", ca.display());
+        }
+        let mut aem = AemConfig::new(base);
+        aem.credentials = credentials;
+        aem.ca_file = args.ca_file.clone();
+        aem.proxy = args.proxy.clone();
+        aem.connect_timeout = fetch_timeout;
+        let mut config = MountConfig {
+            remote_url: args.remote_url.clone(),
+            aem,
+            root,
+            mountpoint: args.mountpoint.clone(),
+            cache_dir: PathBuf::new(),
+            fetch_timeout,
+            async_threshold,
+            dir_ttl,
+            formats,
+            allow_other: args.allow_other,
+            log_file: args.log_file.clone(),
+            verbose: args.verbose,
+            foreground: args.foreground,
+        };
+        config.cache_dir = match &args.cache_dir {
+            Some(dir) => absolute(dir)?,
+            None => default_cache_dir(&config.remote_id()),
+        };
+        config.mountpoint = absolute(&args.mountpoint)?;
+        if let Some(log) = &config.log_file {
+            config.log_file = Some(absolute(log)?);
+        }
+        Ok(config)
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("{}", path.display()))
+}
+
+/// Credentials from --user with --password-file or DAMFS_PASSWORD, or --token-file.
+fn credentials(args: &MountArgs) -> anyhow::Result<Credentials> {
+    match (&args.user, &args.token_file) {
+        (Some(_), Some(_)) => bail!("--user and --token-file: give one way to authenticate, not both"),
+        (Some(user), None) => {
+            let password = match (&args.password_file, std::env::var("DAMFS_PASSWORD")) {
+                (Some(file), _) => read_secret_file(file, "--password-file")?,
+                (None, Ok(pw)) if !pw.is_empty() => pw,
+                _ => bail!("--user {user}: give the password with --password-file FILE or DAMFS_PASSWORD"),
+            };
+            Ok(Credentials::Basic { user: user.clone(), password })
+        }
+        (None, Some(file)) => Ok(Credentials::Bearer(read_secret_file(file, "--token-file")?)),
+        (None, None) => {
+            if args.password_file.is_some() {
+                bail!("--password-file: also give --user");
+            }
+            Ok(Credentials::None)
+        }
+    }
+}
+
+/// `/var/cache/damfs/<id>` for root, `$XDG_CACHE_HOME/damfs/<id>` (or `~/.cache/damfs/<id>`)
+/// otherwise, where `<id>` names the remote's host and folder.
+fn default_cache_dir(remote_id: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/cache/damfs")
+    } else {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("damfs")
+    };
+    let digest = Sha256::digest(remote_id.as_bytes());
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let readable: String = remote_id
+        .split("://")
+        .last()
+        .unwrap_or(remote_id)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .take(60)
+        .collect();
+    base.join(format!("{}-{tag}", readable.trim_matches('_')))
 }

@@ -17,10 +17,17 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod fuse;
+pub mod materialize;
+pub mod mount;
 pub mod remote;
 pub mod sample;
 pub mod serve;
 pub mod sidecar;
+pub mod stats;
 pub mod units;
+pub mod vfs;

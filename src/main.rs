@@ -1,14 +1,26 @@
-//! The `damfs` binary: parse, validate, dispatch, and turn the outcome into an exit code.
+//! The `damfs` binary (also installed as `mount.damfs`): parse, validate, dispatch, and
+//! turn the outcome into an exit code.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use damfs::cli::{Cli, Command};
+use damfs::cli::{Cli, Command, expand_mount_options, mount_helper_argv};
+use damfs::config::MountConfig;
 use damfs::sample::SampleOptions;
 use damfs::serve::ServeConfig;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match argv() {
+        Ok(Some(argv)) => argv,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("damfs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -18,16 +30,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// The argument vector, in `damfs` form: `mount.damfs SOURCE DIR -o OPTS` becomes
+/// `damfs mount SOURCE DIR ...`, and `-o` options of a mount become long options.
+/// `None` means there is nothing to do (mount(8)'s fake mount).
+fn argv() -> Result<Option<Vec<OsString>>, String> {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let invoked =
+        raw.first().map(|a| Path::new(a).file_name().unwrap_or_default().to_os_string()).unwrap_or_default();
+    let argv = if invoked == "mount.damfs" {
+        match mount_helper_argv(&raw) {
+            Some(argv) => argv,
+            None => return Ok(None),
+        }
+    } else {
+        raw
+    };
+    if argv.get(1).is_none_or(|a| a != "mount") {
+        return Ok(Some(argv));
+    }
+    let mut out = Vec::with_capacity(argv.len());
+    let mut iter = argv.into_iter();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        let options = if text == "-o" {
+            iter.next().map(|v| v.to_string_lossy().into_owned())
+        } else if let Some(rest) = text.strip_prefix("-o") {
+            Some(rest.to_string())
+        } else {
+            None
+        };
+        match options {
+            Some(options) => out.extend(expand_mount_options(&[options])?.into_iter().map(OsString::from)),
+            None => out.push(arg),
+        }
+    }
+    Ok(Some(out))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Mount(args) => {
+            let config = MountConfig::try_from(args)?;
+            init_logging(config.verbose, config.log_file.as_deref())?;
+            damfs::mount::mount(config)?;
+        }
+        Command::Umount(args) => {
+            init_logging(0, None)?;
+            damfs::mount::umount(&args.mountpoint)?;
+        }
         Command::Sample(args) => {
-            init_logging(0);
+            init_logging(0, None)?;
             let options = SampleOptions::try_from(args)?;
             let summary = damfs::sample::generate(&options)?;
             println!("{summary}");
         }
         Command::Serve(args) => {
-            init_logging(args.verbose.max(1));
+            init_logging(args.verbose.max(1), None)?;
             let config = ServeConfig::try_from(args)?;
             damfs::serve::serve_blocking(config)?;
         }
@@ -35,12 +93,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr: warnings by default, info with -v, debug with -vv; `RUST_LOG` overrides.
-fn init_logging(verbose: u8) {
+/// Logs to stderr (or `log_file`): warnings by default, info with -v, debug with -vv;
+/// `RUST_LOG` overrides.
+fn init_logging(verbose: u8, log_file: Option<&Path>) -> anyhow::Result<()> {
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    if let Some(path) = log_file {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", path.display()))?;
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder.init();
+    Ok(())
 }

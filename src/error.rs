@@ -1,0 +1,116 @@
+//! The one error type of filesystem operations, and its single, exhaustive errno mapping.
+
+use std::fmt;
+use std::io;
+
+use crate::remote::{RemoteError, RemoteErrorKind};
+
+/// Why a filesystem operation failed.
+#[derive(Debug)]
+pub enum FsError {
+    /// No such file or directory (remote 404, or a name that is not there).
+    NotFound,
+    /// The remote refused the credentials (401/403).
+    Denied(RemoteError),
+    /// The operation did not complete within the fetch timeout.
+    Timeout(String),
+    /// The remote failed in another way (5xx, reset, malformed answer, short body).
+    Remote(RemoteError),
+    /// A local I/O error (cache disk).
+    Io(io::Error),
+    /// A mutating request on the read-only filesystem.
+    ReadOnly,
+    /// A directory operation on a file.
+    NotDir,
+    /// A file operation on a directory.
+    IsDir,
+    /// No such extended attribute.
+    NoAttr,
+    /// A reply buffer too small for the answer (xattr size probes).
+    Range,
+    /// An argument the filesystem cannot accept (bad handle, bad offset).
+    Invalid,
+}
+
+impl FsError {
+    /// The errno the kernel is answered with. Exhaustive on purpose: a new variant cannot
+    /// ship without a decision.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Denied(_) => libc::EACCES,
+            FsError::Timeout(_) => libc::ETIMEDOUT,
+            FsError::Remote(_) => libc::EIO,
+            FsError::Io(_) => libc::EIO,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::Invalid => libc::EINVAL,
+        }
+    }
+
+    /// Whether the failure deserves a log line (a remote or disk problem, not a plain miss).
+    pub fn is_noteworthy(&self) -> bool {
+        matches!(self, FsError::Denied(_) | FsError::Timeout(_) | FsError::Remote(_) | FsError::Io(_))
+    }
+}
+
+impl From<RemoteError> for FsError {
+    fn from(err: RemoteError) -> FsError {
+        match err.kind {
+            RemoteErrorKind::NotFound => FsError::NotFound,
+            RemoteErrorKind::Denied => FsError::Denied(err),
+            RemoteErrorKind::Timeout => FsError::Timeout(err.to_string()),
+            RemoteErrorKind::Other => FsError::Remote(err),
+        }
+    }
+}
+
+impl From<io::Error> for FsError {
+    fn from(err: io::Error) -> FsError {
+        FsError::Io(err)
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsError::NotFound => write!(f, "not found"),
+            FsError::Denied(e) => write!(f, "access denied: {e}"),
+            FsError::Timeout(what) => write!(f, "timed out: {what}"),
+            FsError::Remote(e) => write!(f, "remote error: {e}"),
+            FsError::Io(e) => write!(f, "cache I/O error: {e}"),
+            FsError::ReadOnly => write!(f, "read-only file system"),
+            FsError::NotDir => write!(f, "not a directory"),
+            FsError::IsDir => write!(f, "is a directory"),
+            FsError::NoAttr => write!(f, "no such attribute"),
+            FsError::Range => write!(f, "buffer too small"),
+            FsError::Invalid => write!(f, "invalid argument"),
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
+/// Result of a filesystem operation.
+pub type FsResult<T> = Result<T, FsError>;
+
+impl Clone for FsError {
+    fn clone(&self) -> FsError {
+        match self {
+            FsError::NotFound => FsError::NotFound,
+            FsError::Denied(e) => FsError::Denied(e.clone()),
+            FsError::Timeout(w) => FsError::Timeout(w.clone()),
+            FsError::Remote(e) => FsError::Remote(e.clone()),
+            FsError::Io(e) => FsError::Io(io::Error::new(e.kind(), e.to_string())),
+            FsError::ReadOnly => FsError::ReadOnly,
+            FsError::NotDir => FsError::NotDir,
+            FsError::IsDir => FsError::IsDir,
+            FsError::NoAttr => FsError::NoAttr,
+            FsError::Range => FsError::Range,
+            FsError::Invalid => FsError::Invalid,
+        }
+    }
+}

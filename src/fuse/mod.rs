@@ -1,0 +1,550 @@
+//! The FUSE adapter: the only module that names fuser types. Each kernel request becomes one
+//! `vfs` call and one reply. A call that the cache can answer completes on the FUSE worker
+//! thread at once; one that needs the remote is handed to the tokio runtime and replied from
+//! there, so a slow remote never occupies a FUSE thread. Every mutating request is answered
+//! EROFS explicitly.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BackingId, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::error::{FsError, FsResult};
+use crate::remote::Remote;
+use crate::stats::Stats;
+use crate::vfs::{Attr, Entry, Kind, Vfs};
+
+/// The filesystem handed to fuser.
+pub struct DamFs<R: Remote> {
+    vfs: Arc<Vfs<R>>,
+    runtime: tokio::runtime::Handle,
+    uid: u32,
+    gid: u32,
+    passthrough: AtomicBool,
+    /// Backing files of passthrough opens, by handle; dropped at release. Guards the map only.
+    backing: Arc<Mutex<HashMap<u64, BackingId>>>,
+    notifier: Arc<OnceLock<Notifier>>,
+}
+
+impl<R: Remote> std::fmt::Debug for DamFs<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DamFs").field("passthrough", &self.passthrough).finish()
+    }
+}
+
+impl<R: Remote> DamFs<R> {
+    /// The adapter for `vfs`, running remote work on `runtime`. Files show as owned by
+    /// `uid`/`gid`. The notifier slot is filled once the session exists.
+    pub fn new(
+        vfs: Arc<Vfs<R>>,
+        runtime: tokio::runtime::Handle,
+        uid: u32,
+        gid: u32,
+    ) -> (Self, Arc<OnceLock<Notifier>>) {
+        let notifier = Arc::new(OnceLock::new());
+        let fs = DamFs {
+            vfs,
+            runtime,
+            uid,
+            gid,
+            passthrough: AtomicBool::new(false),
+            backing: Arc::new(Mutex::new(HashMap::new())),
+            notifier: Arc::clone(&notifier),
+        };
+        (fs, notifier)
+    }
+
+    /// Runs `fut`: to completion right here if it needs nothing from the remote, otherwise on
+    /// the runtime. `done` gets the result either way.
+    fn dispatch<T, F, D>(&self, fut: F, done: D)
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+        D: FnOnce(T) + Send + 'static,
+    {
+        let _entered = self.runtime.enter();
+        let mut fut = Box::pin(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(value) => done(value),
+            // The task polls again at once with a real waker, so nothing signalled to the
+            // no-op waker in between is lost.
+            Poll::Pending => {
+                self.runtime.spawn(async move { done(fut.await) });
+            }
+        }
+    }
+}
+
+fn fuse_attr(attr: &Attr, uid: u32, gid: u32) -> FileAttr {
+    let (kind, nlink) = match attr.kind {
+        Kind::Dir => (FileType::Directory, 2),
+        Kind::File => (FileType::RegularFile, 1),
+        Kind::Symlink => (FileType::Symlink, 1),
+    };
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.size.div_ceil(512),
+        atime: attr.mtime,
+        mtime: attr.mtime,
+        ctime: attr.mtime,
+        crtime: attr.mtime,
+        kind,
+        perm: attr.perm,
+        nlink,
+        uid,
+        gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// Turns an error into an errno, logging the ones worth a line (once, here) and counting.
+fn errno(stats: &Stats, op: &str, err: FsError) -> Errno {
+    match &err {
+        FsError::Timeout(_) => Stats::add(&stats.timeouts, 1),
+        e if e.is_noteworthy() => Stats::add(&stats.errors, 1),
+        _ => {}
+    }
+    if err.is_noteworthy() {
+        log::warn!("{op}: {err}");
+    }
+    Errno::from_i32(err.errno())
+}
+
+fn name_str(name: &OsStr) -> FsResult<&str> {
+    // Remote names are UTF-8; a name that is not cannot exist in the mount.
+    name.to_str().ok_or(FsError::NotFound)
+}
+
+impl<R: Remote> Filesystem for DamFs<R> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(2).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+            log::info!("the kernel offers FUSE passthrough: cached files are read natively");
+        } else {
+            log::info!("no FUSE passthrough: cached files are read through the daemon");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        let name = name.to_owned();
+        let (uid, gid) = (self.uid, self.gid);
+        self.dispatch(
+            async move {
+                let result = match name_str(&name) {
+                    Ok(n) => vfs.lookup(parent.0, n, deadline).await,
+                    Err(e) => Err(e),
+                };
+                (vfs, name, result)
+            },
+            move |(vfs, name, result): (Arc<Vfs<R>>, std::ffi::OsString, FsResult<Entry>)| match result {
+                Ok(e) => reply.entry(&e.ttl, &fuse_attr(&e.attr, uid, gid), Generation(0)),
+                Err(err) => reply.error(errno(vfs.stats(), &format!("lookup {name:?}"), err)),
+            },
+        );
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        let (uid, gid) = (self.uid, self.gid);
+        self.dispatch(
+            async move {
+                let r = vfs.getattr(ino.0, deadline).await;
+                (vfs, r)
+            },
+            move |(vfs, result)| match result {
+                Ok(e) => reply.attr(&e.ttl, &fuse_attr(&e.attr, uid, gid)),
+                Err(err) => reply.error(errno(vfs.stats(), "getattr", err)),
+            },
+        );
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        self.dispatch(
+            async move {
+                let r = vfs.readdir(ino.0, deadline).await;
+                (vfs, r)
+            },
+            move |(vfs, result)| match result {
+                Ok(items) => {
+                    let parent = vfs.parent_ino(ino.0);
+                    let dots = [
+                        (ino.0, ".".to_string(), FileType::Directory),
+                        (parent, "..".to_string(), FileType::Directory),
+                    ];
+                    let all = dots.into_iter().chain(items.into_iter().map(|i| {
+                        let kind = fuse_attr(&i.entry.attr, 0, 0).kind;
+                        (i.entry.attr.ino, i.name, kind)
+                    }));
+                    for (i, (child, name, kind)) in all.enumerate().skip(offset as usize) {
+                        if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(err) => reply.error(errno(vfs.stats(), "readdir", err)),
+            },
+        );
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        let (uid, gid) = (self.uid, self.gid);
+        self.dispatch(
+            async move {
+                let r = vfs.readdir(ino.0, deadline).await;
+                (vfs, r)
+            },
+            move |(vfs, result)| match result {
+                Ok(items) => {
+                    let parent = vfs.parent_ino(ino.0);
+                    let dir = |ino| Entry {
+                        attr: Attr {
+                            ino,
+                            kind: Kind::Dir,
+                            size: 0,
+                            mtime: SystemTime::UNIX_EPOCH,
+                            perm: 0o555,
+                        },
+                        ttl: Duration::ZERO,
+                    };
+                    let dots = [(".".to_string(), dir(ino.0)), ("..".to_string(), dir(parent))];
+                    let all = dots.into_iter().chain(items.into_iter().map(|i| (i.name, i.entry)));
+                    for (i, (name, entry)) in all.enumerate().skip(offset as usize) {
+                        let attr = fuse_attr(&entry.attr, uid, gid);
+                        if reply.add(
+                            INodeNo(entry.attr.ino),
+                            i as u64 + 1,
+                            name,
+                            &entry.ttl,
+                            &attr,
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(err) => reply.error(errno(vfs.stats(), "readdirplus", err)),
+            },
+        );
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(err) => reply.error(errno(self.vfs.stats(), "readlink", err)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        let passthrough = self.passthrough.load(Ordering::Relaxed);
+        let backing = Arc::clone(&self.backing);
+        let notifier = Arc::clone(&self.notifier);
+        self.dispatch(
+            async move {
+                let r = vfs.open(ino.0, flags.0, deadline).await;
+                (vfs, r)
+            },
+            move |(vfs, result)| {
+                let opened = match result {
+                    Ok(o) => o,
+                    Err(err) => return reply.error(errno(vfs.stats(), "open", err)),
+                };
+                let fh = FileHandle(opened.fh);
+                let backing_id = match &opened.backing {
+                    Some(file) if passthrough => match reply.open_backing(&**file) {
+                        Ok(id) => Some(id),
+                        Err(e) => {
+                            log::debug!("passthrough refused ({e}); reading through the daemon");
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                match backing_id {
+                    Some(id) => {
+                        reply.opened_passthrough(fh, FopenFlags::empty(), &id);
+                        backing.lock().insert(opened.fh, id);
+                        Stats::add(&vfs.stats().passthrough_opens, 1);
+                    }
+                    None => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                }
+                if opened.stale_attr {
+                    // After the reply, never inside it: the kernel holds the inode meanwhile.
+                    std::thread::spawn(move || {
+                        if let Some(n) = notifier.get()
+                            && let Err(e) = n.inval_inode(ino, -1, 0)
+                        {
+                            log::debug!("cannot invalidate inode {}: {e}", ino.0);
+                        }
+                    });
+                }
+            },
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        self.dispatch(
+            async move {
+                let r = vfs.read(fh.0, offset, size, deadline).await;
+                (vfs, r)
+            },
+            move |(vfs, result)| match result {
+                Ok(bytes) => reply.data(&bytes),
+                Err(err) => reply.error(errno(vfs.stats(), "read", err)),
+            },
+        );
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.backing.lock().remove(&fh.0);
+        self.vfs.release(fh.0);
+        reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (assets, bytes) = self.vfs.cache().usage();
+        let blocks = bytes.div_ceil(4096);
+        reply.statfs(blocks, 0, 0, assets, 0, 4096, 255, 4096);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        let name = name.to_owned();
+        self.dispatch(
+            async move {
+                let r = match name_str(&name) {
+                    Ok(n) => vfs.getxattr(ino.0, n, deadline).await,
+                    Err(_) => Err(FsError::NoAttr),
+                };
+                (vfs, r)
+            },
+            move |(vfs, result)| reply_xattr(reply, size, result, vfs.stats()),
+        );
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
+        self.dispatch(
+            async move {
+                let r = vfs.listxattr(ino.0, deadline).await.map(|names| {
+                    let mut bytes = Vec::new();
+                    for n in names {
+                        bytes.extend_from_slice(n.as_bytes());
+                        bytes.push(0);
+                    }
+                    bytes
+                });
+                (vfs, r)
+            },
+            move |(vfs, result)| reply_xattr(reply, size, result, vfs.stats()),
+        );
+    }
+
+    // Every mutating request: the filesystem is read-only.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _np: INodeNo,
+        _nn: &OsStr,
+        _f: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _f: i32, reply: ReplyCreate) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _n: &OsStr,
+        _v: &[u8],
+        _f: i32,
+        _p: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _o: u64,
+        _l: u64,
+        _m: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, result: FsResult<Vec<u8>>, stats: &Stats) {
+    match result {
+        Ok(value) if size == 0 => reply.size(value.len() as u32),
+        Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(value) => reply.data(&value),
+        Err(err) => reply.error(errno(stats, "xattr", err)),
+    }
+}

@@ -1,0 +1,159 @@
+//! The manifest of an asset: everything about it but its bytes — metadata, tags with their
+//! titles, and the rendition list. Fetched on first need, stored in the cache as JSON.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FsError, FsResult};
+use crate::remote::{Remote, TagInfo};
+
+/// A tag of an asset, with its title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRef {
+    /// The tag ID (after following `cq:movedTo`).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+}
+
+/// One rendition as listed by the remote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenditionEntry {
+    /// Rendition name; `original` is the asset's own bytes.
+    pub name: String,
+    /// Length as listed, when listed.
+    pub size: Option<u64>,
+    /// MIME type as listed.
+    pub mime: Option<String>,
+}
+
+/// Everything about an asset but its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// DAM path.
+    pub path: String,
+    /// `dc:title`.
+    pub title: Option<String>,
+    /// `dc:description`.
+    pub description: Option<String>,
+    /// `dc:format`.
+    pub format: Option<String>,
+    /// `dam:size` (a hint).
+    pub size: Option<u64>,
+    /// `dam:sha1`.
+    pub sha1: Option<String>,
+    /// `tiff:ImageWidth`.
+    pub width: Option<u64>,
+    /// `tiff:ImageLength`.
+    pub height: Option<u64>,
+    /// Tags with titles.
+    pub tags: Vec<TagRef>,
+    /// Every rendition, `original` first.
+    pub renditions: Vec<RenditionEntry>,
+    /// The raw metadata node.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Most tag look-ups in flight for one asset.
+const TAG_CONCURRENCY: usize = 8;
+
+/// Resolved tag titles, shared by all assets of a mount (tags are few, assets many).
+#[derive(Debug, Default)]
+pub struct TagTitles {
+    known: Mutex<HashMap<String, TagInfo>>,
+}
+
+/// Runs one remote call with the fetch timeout, turning the elapsed timeout into an error
+/// that names `what`.
+pub async fn bounded<T, F>(timeout: Duration, what: impl FnOnce() -> String, fut: F) -> FsResult<T>
+where
+    F: std::future::Future<Output = crate::remote::RemoteResult<T>>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => result.map_err(FsError::from),
+        Err(_) => Err(FsError::Timeout(what())),
+    }
+}
+
+/// Fetches the manifest of `asset` from the remote, each request bounded by `timeout`.
+pub async fn fetch<R: Remote>(
+    remote: &R,
+    titles: &TagTitles,
+    asset: &str,
+    timeout: Duration,
+) -> FsResult<Manifest> {
+    let (metadata, renditions) = tokio::join!(
+        bounded(timeout, || format!("metadata of {asset}"), remote.asset_metadata(asset)),
+        bounded(timeout, || format!("renditions of {asset}"), remote.renditions(asset)),
+    );
+    let metadata = metadata?;
+    let mut renditions: Vec<RenditionEntry> = renditions?
+        .into_iter()
+        .map(|r| RenditionEntry { name: r.name, size: r.size, mime: r.mime })
+        .collect();
+    if !renditions.iter().any(|r| r.name == "original") {
+        renditions.push(RenditionEntry {
+            name: "original".into(),
+            size: metadata.size,
+            mime: metadata.format.clone(),
+        });
+    }
+    renditions.sort_by(|a, b| (a.name != "original", &a.name).cmp(&(b.name != "original", &b.name)));
+    renditions.dedup_by(|a, b| a.name == b.name);
+
+    let tags = futures_util::stream::iter(metadata.tags.iter().cloned())
+        .map(|id| async move { resolve_tag(remote, titles, &id, timeout).await })
+        .buffered(TAG_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut tag_refs = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag?;
+        if !tag_refs.iter().any(|t: &TagRef| t.id == tag.id) {
+            tag_refs.push(tag);
+        }
+    }
+    Ok(Manifest {
+        path: asset.to_string(),
+        title: metadata.title,
+        description: metadata.description,
+        format: metadata.format,
+        size: metadata.size,
+        sha1: metadata.sha1.map(|s| s.to_ascii_lowercase()),
+        width: metadata.width,
+        height: metadata.height,
+        tags: tag_refs,
+        renditions,
+        metadata: metadata.raw,
+    })
+}
+
+/// A tag that the remote does not know (404) keeps its ID and takes its last segment as
+/// title: an asset must not become unreadable because a tag was deleted.
+async fn resolve_tag<R: Remote>(
+    remote: &R,
+    titles: &TagTitles,
+    id: &str,
+    timeout: Duration,
+) -> FsResult<TagRef> {
+    if let Some(known) = titles.known.lock().get(id) {
+        return Ok(TagRef { id: known.resolved_id.clone(), title: known.title.clone() });
+    }
+    match bounded(timeout, || format!("tag {id}"), remote.tag(id)).await {
+        Ok(info) => {
+            let tag = TagRef { id: info.resolved_id.clone(), title: info.title.clone() };
+            titles.known.lock().insert(id.to_string(), info);
+            Ok(tag)
+        }
+        Err(FsError::NotFound) => {
+            log::warn!("tag {id}: not found on the remote; kept without a title");
+            let title = id.rsplit(['/', ':']).next().unwrap_or(id).to_string();
+            Ok(TagRef { id: id.to_string(), title })
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,310 @@
+//! Mounting and unmounting: the checks that make `damfs mount` fail with one clear line,
+//! background mode with a readiness pipe (the parent returns only once the mount answers,
+//! or with the daemon's error), the daemon's life (signals, clean shutdown), and
+//! `damfs umount`.
+
+pub mod mountinfo;
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cache::Cache;
+use crate::config::MountConfig;
+use crate::fuse::DamFs;
+use crate::remote::aem::AemClient;
+use crate::remote::{Remote, RemoteErrorKind};
+use crate::vfs::{Vfs, VfsConfig};
+
+/// Environment variable naming the descriptor on which a background daemon reports
+/// readiness to the `damfs mount` that started it.
+const READY_FD_ENV: &str = "DAMFS_READY_FD";
+
+/// The descriptor number the readiness pipe gets in the daemon.
+const READY_FD: i32 = 3;
+
+/// Worker threads reading /dev/fuse: enough for parallel reads of cached files while
+/// others wait on the remote (those are handed to the runtime and free their thread).
+const FUSE_THREADS: usize = 4;
+
+/// How long `damfs mount` waits for the daemon beyond the remote check.
+const READY_SLACK: Duration = Duration::from_secs(60);
+
+/// `damfs mount`: checks, then mounts in the foreground or starts the daemon and waits
+/// until the mount answers.
+pub fn mount(config: MountConfig) -> anyhow::Result<()> {
+    let ready = std::env::var(READY_FD_ENV).ok();
+    if ready.is_none() {
+        preflight(&config)?;
+    }
+    if config.foreground || ready.is_some() {
+        // SAFETY: READY_FD was set up by the parent for this process, which owns it now.
+        let ready = ready.map(|_| unsafe { OwnedFd::from_raw_fd(READY_FD) });
+        return run_daemon(config, ready);
+    }
+    start_background(&config)
+}
+
+/// Fails early, with the cause, on what would make the mount fail.
+fn preflight(config: &MountConfig) -> anyhow::Result<()> {
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse does not exist: load the fuse module (modprobe fuse)");
+    }
+    let mp = &config.mountpoint;
+    let meta = std::fs::metadata(mp).with_context(|| format!("mount point {}", mp.display()))?;
+    if !meta.is_dir() {
+        bail!("mount point {}: not a directory", mp.display());
+    }
+    if let Some(m) = mountinfo::find(mp) {
+        bail!("{} is already mounted ({} from {})", mp.display(), m.fstype, m.source);
+    }
+    if std::fs::read_dir(mp).with_context(|| format!("mount point {}", mp.display()))?.next().is_some() {
+        bail!("mount point {}: not empty", mp.display());
+    }
+    Ok(())
+}
+
+/// Starts this same command again as a detached daemon and waits for its word.
+fn start_background(config: &MountConfig) -> anyhow::Result<()> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two descriptors it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create the readiness pipe");
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "damfs".into());
+    let exe = std::env::current_exe().context("cannot find the damfs executable")?;
+    let mut command = Command::new(exe);
+    command.arg0(argv0).args(args).env(READY_FD_ENV, READY_FD.to_string());
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let write_raw = write_end.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(write_raw, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("cannot start the damfs daemon")?;
+    drop(write_end);
+
+    let deadline = Instant::now() + config.fetch_timeout * 2 + READY_SLACK;
+    let mut reader = File::from(read_end);
+    let mut message = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            bail!("the daemon did not report within {}s", (config.fetch_timeout * 2 + READY_SLACK).as_secs());
+        }
+        let mut poll = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err).context("waiting for the daemon");
+        }
+        if n == 0 {
+            continue;
+        }
+        match reader.read(&mut buf)? {
+            0 => break,
+            k => message.extend_from_slice(&buf[..k]),
+        }
+    }
+    let message = String::from_utf8_lossy(&message);
+    if message.trim() == "ready" {
+        return Ok(());
+    }
+    if let Some(err) = message.trim().strip_prefix("error: ") {
+        let _ = child.wait();
+        bail!("{err}");
+    }
+    let status = child.wait().context("waiting for the daemon")?;
+    bail!("the daemon ended ({status}) before the mount was ready; run with -f or --log-file to see why")
+}
+
+/// Sends the daemon's outcome to the waiting parent, if there is one.
+fn report(ready: &mut Option<OwnedFd>, text: &str) {
+    if let Some(fd) = ready.take() {
+        let mut file = File::from(fd);
+        let _ = file.write_all(text.as_bytes());
+    }
+}
+
+/// The daemon: sets everything up, mounts, reports, serves until unmounted.
+fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result<()> {
+    let setup = setup(&config);
+    let (runtime, session, vfs) = match setup {
+        Ok(parts) => parts,
+        Err(e) => {
+            let text =
+                format!("cannot mount {} on {}: {e:#}", config.remote_url, config.mountpoint.display());
+            log::error!("{text}");
+            report(&mut ready, &format!("error: {text}\n"));
+            bail!("{text}");
+        }
+    };
+    let _ = std::env::set_current_dir("/");
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = config.mountpoint.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            log::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        log::info!("signal received: unmounting {}", mountpoint.display());
+        if let Err(e) = unmounter.unmount() {
+            log::error!("cannot unmount {}: {e}", mountpoint.display());
+        }
+    });
+    log::info!("{} mounted on {}", config.remote_url, config.mountpoint.display());
+    report(&mut ready, "ready\n");
+    let outcome = session.run();
+    log::info!("{} unmounted; saving the cache index", config.mountpoint.display());
+    vfs.cache().close();
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    outcome.context("the FUSE session ended with an error")
+}
+
+type Parts = (tokio::runtime::Runtime, fuser::Session<DamFs<AemClient>>, Arc<Vfs<AemClient>>);
+
+fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("damfs-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id())?);
+    let client = Arc::new(AemClient::new(config.aem.clone())?);
+    let check = runtime.block_on(tokio::time::timeout(config.fetch_timeout, client.check(&config.root)));
+    let unreachable = match check {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => match e.kind {
+            RemoteErrorKind::Denied => bail!("the remote refused the credentials: {e}"),
+            RemoteErrorKind::NotFound => {
+                bail!("/content/dam/{} does not exist on the remote: {e}", config.root)
+            }
+            RemoteErrorKind::Timeout | RemoteErrorKind::Other => Some(e.to_string()),
+        },
+        Err(_) => Some(format!("no answer within {:?}", config.fetch_timeout)),
+    };
+    if let Some(cause) = unreachable {
+        if cache.listing(&config.root).is_none() {
+            bail!("cannot reach the remote ({cause}) and the cache holds nothing to serve");
+        }
+        log::warn!("cannot reach the remote ({cause}): starting offline from the cache");
+    }
+    let vfs = Vfs::new(
+        VfsConfig {
+            root: config.root.clone(),
+            remote_url: config.aem.base.as_str().trim_end_matches('/').to_string(),
+            fetch_timeout: config.fetch_timeout,
+            dir_ttl: config.dir_ttl,
+            formats: config.formats.clone(),
+        },
+        client,
+        cache,
+        config.async_threshold,
+    );
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime.handle().clone(), uid, gid);
+    let mut options = fuser::Config::default();
+    options.mount_options = vec![
+        fuser::MountOption::FSName(config.remote_url.clone()),
+        fuser::MountOption::Subtype("damfs".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::DefaultPermissions,
+    ];
+    options.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    options.n_threads = Some(FUSE_THREADS);
+    options.clone_fd = true;
+    let session = fuser::Session::new(fs, &config.mountpoint, &options)
+        .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
+    Ok((runtime, session, vfs))
+}
+
+/// `damfs umount`: unmounts and waits (bounded) for the daemon to end.
+pub fn umount(mountpoint: &Path) -> anyhow::Result<()> {
+    let mp = std::path::absolute(mountpoint).with_context(|| format!("{}", mountpoint.display()))?;
+    let Some(entry) = mountinfo::find(&mp) else {
+        bail!("{} is not mounted", mp.display());
+    };
+    if entry.fstype != "fuse.damfs" {
+        bail!("{} is not a damfs mount (it is {})", mp.display(), entry.fstype);
+    }
+    let pid = daemon_pid(&mp);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let path = CString::new(mp.as_os_str().as_bytes()).context("mount point")?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(path.as_ptr(), 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EBUSY) {
+                bail!("{} is busy: a process is using it (see fuser -m {})", mp.display(), mp.display());
+            }
+            return Err(err).with_context(|| format!("cannot unmount {}", mp.display()));
+        }
+    } else {
+        let status =
+            Command::new("fusermount3").arg("-u").arg(&mp).status().context("cannot run fusermount3")?;
+        if !status.success() {
+            bail!("fusermount3 -u {} failed ({status})", mp.display());
+        }
+    }
+    if let Some(pid) = pid {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid as i32, 0) } == 0 {
+            if Instant::now() > deadline {
+                bail!("{} is unmounted but its daemon (pid {pid}) is still running", mp.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's pid, from the root's `user.damfs.stats`.
+fn daemon_pid(mountpoint: &Path) -> Option<u32> {
+    let path = CString::new(mountpoint.as_os_str().as_bytes()).ok()?;
+    let name = CString::new("user.damfs.stats").ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return None;
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&buf[..n as usize]).ok()?;
+    stats.get("pid")?.as_u64().map(|p| p as u32)
+}

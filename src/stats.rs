@@ -1,0 +1,72 @@
+//! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Monotonic counters; relaxed atomics (they are statistics, not synchronization).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Folder listings fetched from the remote.
+    pub listings_fetched: AtomicU64,
+    /// Asset manifests (metadata, tags, rendition list) fetched from the remote.
+    pub manifests_fetched: AtomicU64,
+    /// Renditions downloaded.
+    pub renditions_fetched: AtomicU64,
+    /// Bytes downloaded.
+    pub bytes_fetched: AtomicU64,
+    /// Opens answered from complete cached content.
+    pub cache_hits: AtomicU64,
+    /// Opens that had to materialize.
+    pub cache_misses: AtomicU64,
+    /// Operations that ended in ETIMEDOUT.
+    pub timeouts: AtomicU64,
+    /// Operations that ended in another remote or disk error.
+    pub errors: AtomicU64,
+    /// Opens served through FUSE passthrough.
+    pub passthrough_opens: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], plus cache usage.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct StatsSnapshot {
+    pub listings_fetched: u64,
+    pub manifests_fetched: u64,
+    pub renditions_fetched: u64,
+    pub bytes_fetched: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+    pub passthrough_opens: u64,
+    pub cached_assets: u64,
+    pub cached_bytes: u64,
+    pub pid: u32,
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            listings_fetched: get(&self.listings_fetched),
+            manifests_fetched: get(&self.manifests_fetched),
+            renditions_fetched: get(&self.renditions_fetched),
+            bytes_fetched: get(&self.bytes_fetched),
+            cache_hits: get(&self.cache_hits),
+            cache_misses: get(&self.cache_misses),
+            timeouts: get(&self.timeouts),
+            errors: get(&self.errors),
+            passthrough_opens: get(&self.passthrough_opens),
+            cached_assets,
+            cached_bytes,
+            pid: std::process::id(),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Folder listings: fetched from the remote (names, then attributes in bulk), checked
+//! (POSIX names, reserved names, formats), persisted in the cache, served from memory, and
+//! re-read after the TTL. A stale listing keeps serving while it is re-read in the
+//! background, and keeps serving if that re-read fails: the remote being away never
+//! takes a listing away.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cache::Cache;
+use crate::error::FsResult;
+use crate::materialize::flight::SingleFlight;
+use crate::materialize::manifest::bounded;
+use crate::remote::{EntryKind, Remote};
+use crate::stats::Stats;
+
+/// Names reserved in every folder.
+pub const RENDITIONS: &str = ".renditions";
+/// Names reserved in every folder.
+pub const METADATA: &str = ".metadata";
+/// Names reserved at the mount root.
+pub const TAGS: &str = ".tags";
+/// Names reserved at the mount root.
+pub const SEARCH: &str = ".search";
+
+/// Which assets the mount shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formats {
+    /// Images only (`image/*`), as the Connected Assets feature fetches.
+    Images,
+    /// Every asset.
+    All,
+    /// Assets whose MIME type is in the list (`image/*` style prefixes allowed).
+    List(Vec<String>),
+}
+
+impl Formats {
+    /// Parses `images`, `all`, or a comma-separated list of MIME types.
+    pub fn parse(text: &str) -> Result<Formats, String> {
+        match text.trim() {
+            "images" | "image" | "image/*" => Ok(Formats::Images),
+            "all" | "*" => Ok(Formats::All),
+            list => {
+                let items: Vec<String> = list.split(',').map(|s| s.trim().to_ascii_lowercase()).collect();
+                if items.iter().any(|i| i.is_empty() || !i.contains('/')) {
+                    return Err(format!(
+                        "'{text}' is not 'images', 'all' or a list of MIME types like image/*,application/pdf"
+                    ));
+                }
+                Ok(Formats::List(items))
+            }
+        }
+    }
+
+    /// Whether an asset of this format (or, without one, this name) is shown.
+    pub fn allows(&self, format: Option<&str>, name: &str) -> bool {
+        let guessed;
+        let format = match format {
+            Some(f) => f.to_ascii_lowercase(),
+            None => {
+                guessed = guess_format(name);
+                guessed.to_string()
+            }
+        };
+        match self {
+            Formats::All => true,
+            Formats::Images => format.starts_with("image/"),
+            Formats::List(items) => items.iter().any(|i| match i.strip_suffix('*') {
+                Some(prefix) => format.starts_with(prefix),
+                None => format == *i,
+            }),
+        }
+    }
+}
+
+/// A MIME type from a file name's extension, for assets whose listing gave none.
+pub fn guess_format(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "tif" | "tiff" => "image/tiff",
+        "svg" => "image/svg+xml",
+        "bmp" => "image/bmp",
+        "avif" => "image/avif",
+        "heic" => "image/heic",
+        "psd" => "image/vnd.adobe.photoshop",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Why a remote name cannot appear in the mount, if it cannot.
+pub fn invalid_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name == "." || name == ".." {
+        Some("it is . or ..")
+    } else if name.contains('/') {
+        Some("it contains /")
+    } else if name.contains('\0') {
+        Some("it contains NUL")
+    } else if name.len() > 255 {
+        Some("it is longer than 255 bytes")
+    } else {
+        None
+    }
+}
+
+/// A child of a folder, with what `ls -l` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    /// Its name.
+    pub name: String,
+    /// Folder or asset.
+    pub folder: bool,
+    /// `dam:size` (assets).
+    pub size: Option<u64>,
+    /// Last modification, seconds since the epoch.
+    pub mtime: Option<i64>,
+    /// `dc:format` (assets).
+    pub format: Option<String>,
+}
+
+impl Child {
+    /// The modification time (the epoch when unknown).
+    pub fn modified(&self) -> SystemTime {
+        match self.mtime {
+            Some(s) if s >= 0 => UNIX_EPOCH + Duration::from_secs(s as u64),
+            _ => UNIX_EPOCH,
+        }
+    }
+}
+
+/// A checked folder listing.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Listing {
+    /// Children in the remote's order.
+    pub children: Vec<Child>,
+    #[serde(skip)]
+    by_name: HashMap<String, usize>,
+}
+
+impl Listing {
+    fn new(children: Vec<Child>) -> Listing {
+        let by_name = children.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        Listing { children, by_name }
+    }
+
+    /// The child called `name`.
+    pub fn get(&self, name: &str) -> Option<&Child> {
+        self.by_name.get(name).map(|&i| &self.children[i])
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    listing: Arc<Listing>,
+    /// When it was fetched by this mount; `None` for a listing loaded from the cache.
+    fetched: Option<Instant>,
+}
+
+/// How listings behave.
+#[derive(Debug, Clone)]
+pub struct DirConfig {
+    /// The folder that is the mount root (reserved names `.tags`, `.search` apply there).
+    pub root: String,
+    /// Bound on each remote request.
+    pub fetch_timeout: Duration,
+    /// Age after which a listing is re-read.
+    pub ttl: Duration,
+    /// Which assets are shown.
+    pub formats: Formats,
+}
+
+/// The listings of a mount.
+#[derive(Debug)]
+pub struct Dirs<R> {
+    remote: Arc<R>,
+    cache: Arc<Cache>,
+    stats: Arc<Stats>,
+    config: DirConfig,
+    /// Guards only the map; never held across I/O or an await.
+    held: Mutex<HashMap<String, Held>>,
+    flights: Arc<SingleFlight<String, Arc<Listing>>>,
+}
+
+impl<R: Remote> Dirs<R> {
+    /// Listings over `remote`, persisted in `cache`.
+    pub fn new(remote: Arc<R>, cache: Arc<Cache>, stats: Arc<Stats>, config: DirConfig) -> Arc<Self> {
+        Arc::new(Dirs {
+            remote,
+            cache,
+            stats,
+            config,
+            held: Mutex::new(HashMap::new()),
+            flights: Arc::default(),
+        })
+    }
+
+    /// The listing of `folder` if one is known without the remote (memory or cache).
+    pub fn known(&self, folder: &str) -> Option<Arc<Listing>> {
+        if let Some(held) = self.held.lock().get(folder) {
+            return Some(Arc::clone(&held.listing));
+        }
+        let (json, _) = self.cache.listing(folder)?;
+        match serde_json::from_str::<Listing>(&json) {
+            Ok(listing) => {
+                let listing = Arc::new(Listing::new(listing.children));
+                self.held
+                    .lock()
+                    .insert(folder.to_string(), Held { listing: Arc::clone(&listing), fetched: None });
+                Some(listing)
+            }
+            Err(e) => {
+                log::warn!("cache: the listing of /{folder} does not parse ({e}); it will be read again");
+                None
+            }
+        }
+    }
+
+    /// The listing of `folder`: from memory if fresh; stale ones are served at once and
+    /// re-read in the background; unknown ones are fetched within `deadline`.
+    pub async fn get(self: &Arc<Self>, folder: &str, deadline: Instant) -> FsResult<Arc<Listing>> {
+        let fresh = {
+            let held = self.held.lock();
+            held.get(folder)
+                .map(|h| (Arc::clone(&h.listing), h.fetched.is_some_and(|t| t.elapsed() < self.config.ttl)))
+        };
+        let known = match fresh {
+            Some((listing, true)) => return Ok(listing),
+            Some((listing, false)) => Some(listing),
+            None => self.known(folder),
+        };
+        if let Some(listing) = known {
+            self.refresh_in_background(folder);
+            return Ok(listing);
+        }
+        self.fetch(folder, deadline).await
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, folder: &str) {
+        let key = folder.to_string();
+        if self.flights.in_flight(&key) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + this.config.fetch_timeout * 3;
+            if let Err(e) = this.fetch(&key, deadline).await {
+                log::warn!("/{key}: re-reading the listing failed, the old one keeps serving: {e}");
+            }
+        });
+    }
+
+    async fn fetch(self: &Arc<Self>, folder: &str, deadline: Instant) -> FsResult<Arc<Listing>> {
+        let this = Arc::clone(self);
+        let key = folder.to_string();
+        self.flights
+            .run(key.clone(), deadline, &format!("listing /{folder}"), move || async move {
+                let listing = Arc::new(this.read_remote(&key).await?);
+                match serde_json::to_string(&*listing) {
+                    Ok(json) => this.cache.put_listing(&key, json),
+                    Err(e) => log::warn!("/{key}: cannot persist the listing: {e}"),
+                }
+                this.held
+                    .lock()
+                    .insert(key, Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) });
+                Ok(listing)
+            })
+            .await
+    }
+
+    async fn read_remote(&self, folder: &str) -> FsResult<Listing> {
+        let timeout = self.config.fetch_timeout;
+        let raw = bounded(timeout, || format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
+        Stats::add(&self.stats.listings_fetched, 1);
+        let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
+        let is_root = folder == self.config.root;
+        let mut children: Vec<Child> = Vec::with_capacity(raw.children.len());
+        let mut seen = std::collections::HashSet::new();
+        for entry in raw.children {
+            if let Some(why) = invalid_name(&entry.name) {
+                log::warn!("/{prefix}{:?}: left out of the listing: {why}", entry.name);
+                continue;
+            }
+            let reserved = entry.name == RENDITIONS
+                || entry.name == METADATA
+                || (is_root && (entry.name == TAGS || entry.name == SEARCH));
+            if reserved {
+                log::warn!("/{prefix}{}: left out of the listing: the name is reserved by damfs", entry.name);
+                continue;
+            }
+            if !seen.insert(entry.name.clone()) {
+                log::warn!("/{prefix}{}: listed twice by the remote; shown once", entry.name);
+                continue;
+            }
+            children.push(Child {
+                name: entry.name,
+                folder: entry.kind == EntryKind::Folder,
+                size: None,
+                mtime: None,
+                format: None,
+            });
+        }
+        let assets: Vec<String> =
+            children.iter().filter(|c| !c.folder).map(|c| format!("{prefix}{}", c.name)).collect();
+        if !assets.is_empty() {
+            let attrs = bounded(
+                timeout,
+                || format!("attributes of /{folder}"),
+                self.remote.folder_attrs(folder, &assets),
+            )
+            .await?;
+            let by_name: HashMap<&str, &crate::remote::AssetAttrs> =
+                attrs.iter().map(|a| (a.path.rsplit('/').next().unwrap_or(&a.path), a)).collect();
+            for child in children.iter_mut().filter(|c| !c.folder) {
+                if let Some(a) = by_name.get(child.name.as_str()) {
+                    child.size = a.size;
+                    child.format = a.format.clone();
+                    child.mtime = a
+                        .modified
+                        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs() as i64);
+                }
+            }
+        }
+        let formats = &self.config.formats;
+        children.retain(|c| c.folder || formats.allows(c.format.as_deref(), &c.name));
+        Ok(Listing::new(children))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert!(Formats::Images.allows(Some("image/jpeg"), "x.pdf"));
+        assert!(!Formats::Images.allows(Some("application/pdf"), "x.jpg"));
+        assert!(Formats::Images.allows(None, "x.JPG"));
+        assert!(!Formats::Images.allows(None, "x.txt"));
+        assert!(Formats::All.allows(None, "x.txt"));
+        let list = Formats::parse("image/png, application/*").unwrap();
+        assert!(list.allows(Some("application/pdf"), "x"));
+        assert!(!list.allows(Some("image/jpeg"), "x"));
+        assert!(Formats::parse("jpeg").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(invalid_name("Café au lait.jpg").is_none());
+        assert!(invalid_name("..").is_some());
+        assert!(invalid_name("a/b").is_some());
+        assert!(invalid_name("a\0b").is_some());
+        assert!(invalid_name(&"x".repeat(256)).is_some());
+        assert!(invalid_name(&"é".repeat(127)).is_none());
+    }
+}

@@ -1,0 +1,665 @@
+//! The namespace: inode numbers, names and attributes of everything the mount shows, the
+//! reserved trees, and open handles. Not tied to the FUSE bindings: every operation takes
+//! plain values and a deadline, and answers plain values or an [`FsError`].
+
+pub mod dir;
+pub mod inode;
+pub mod reserved;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::cache::Cache;
+use crate::error::{FsError, FsResult};
+use crate::materialize::manifest::bounded;
+use crate::materialize::transfer::Transfer;
+use crate::materialize::{Manifest, Materializer};
+use crate::remote::Remote;
+use crate::stats::Stats;
+use dir::{Dirs, Formats, Listing, METADATA, RENDITIONS, SEARCH, TAGS};
+use inode::{InodeTable, Node, ROOT_INO};
+
+/// Attribute and entry lifetime in the kernel for nodes whose attributes may still change
+/// (an asset whose size is a hint until it is materialized).
+const SHORT_TTL: Duration = Duration::from_secs(1);
+
+/// Most search results listed in a `.search` directory.
+const SEARCH_LIMIT: usize = 1000;
+
+/// Kind of a node, as `stat` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory (0555).
+    Dir,
+    /// A regular file (0444).
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// Attributes of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: Kind,
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time (also used as ctime).
+    pub mtime: SystemTime,
+    /// Permission bits.
+    pub perm: u16,
+}
+
+/// A node with how long the kernel may cache it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Its attributes.
+    pub attr: Attr,
+    /// Entry and attribute lifetime.
+    pub ttl: Duration,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    /// Name in the directory.
+    pub name: String,
+    /// The child.
+    pub entry: Entry,
+}
+
+/// An opened file.
+#[derive(Debug)]
+pub struct Opened {
+    /// The handle for reads and release.
+    pub fh: u64,
+    /// A complete local file backing the handle: a candidate for FUSE passthrough.
+    pub backing: Option<Arc<File>>,
+    /// The kernel's cached attributes of this inode are wrong (the real length of the
+    /// original differs from the listed `dam:size`) and must be invalidated.
+    pub stale_attr: bool,
+}
+
+#[derive(Debug)]
+enum Handle {
+    File { file: Arc<File>, transfer: Option<Arc<Transfer>>, what: String },
+    Bytes(Arc<Vec<u8>>),
+}
+
+/// How the namespace behaves.
+#[derive(Debug, Clone)]
+pub struct VfsConfig {
+    /// DAM path of the folder mounted as the root.
+    pub root: String,
+    /// The remote's base URL, for `user.dam.remote` (no credentials).
+    pub remote_url: String,
+    /// Bound on each remote request.
+    pub fetch_timeout: Duration,
+    /// Folder listings are re-read after this.
+    pub dir_ttl: Duration,
+    /// Which assets are shown.
+    pub formats: Formats,
+}
+
+/// The namespace of a mount.
+#[derive(Debug)]
+pub struct Vfs<R> {
+    config: VfsConfig,
+    remote: Arc<R>,
+    cache: Arc<Cache>,
+    stats: Arc<Stats>,
+    inodes: InodeTable,
+    dirs: Arc<Dirs<R>>,
+    materializer: Arc<Materializer<R>>,
+    /// Guards the map only.
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    /// Search results by words, with when they were fetched. Guards the map only.
+    searches: Mutex<HashMap<String, (Instant, Arc<Vec<(String, String)>>)>>,
+    /// Whether every manifest in the cache has been loaded for the taxonomy.
+    taxonomy_loaded: std::sync::atomic::AtomicBool,
+    started: SystemTime,
+}
+
+impl<R: Remote> Vfs<R> {
+    /// The namespace over `remote` and `cache`.
+    pub fn new(config: VfsConfig, remote: Arc<R>, cache: Arc<Cache>, async_threshold: u64) -> Arc<Self> {
+        let stats = Arc::new(Stats::default());
+        let inodes = InodeTable::new(&config.root, cache.take_inodes());
+        let dirs = Dirs::new(
+            Arc::clone(&remote),
+            Arc::clone(&cache),
+            Arc::clone(&stats),
+            dir::DirConfig {
+                root: config.root.clone(),
+                fetch_timeout: config.fetch_timeout,
+                ttl: config.dir_ttl,
+                formats: config.formats.clone(),
+            },
+        );
+        let materializer = Materializer::new(
+            Arc::clone(&remote),
+            Arc::clone(&cache),
+            Arc::clone(&stats),
+            crate::materialize::MaterializeConfig { fetch_timeout: config.fetch_timeout, async_threshold },
+        );
+        Arc::new(Vfs {
+            config,
+            remote,
+            cache,
+            stats,
+            inodes,
+            dirs,
+            materializer,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            searches: Mutex::new(HashMap::new()),
+            taxonomy_loaded: std::sync::atomic::AtomicBool::new(false),
+            started: SystemTime::now(),
+        })
+    }
+
+    /// The counters of this mount.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The deadline of an operation that arrives now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.config.fetch_timeout
+    }
+
+    fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
+        self.inodes.get(ino).ok_or(FsError::NotFound)
+    }
+
+    fn ino(&self, node: &Node) -> u64 {
+        let (ino, new) = self.inodes.ino(node);
+        if new {
+            self.cache.put_inode(&node.key(), ino);
+        }
+        ino
+    }
+
+    fn join(folder: &str, name: &str) -> String {
+        if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") }
+    }
+
+    fn parent_of(path: &str) -> (&str, &str) {
+        path.rsplit_once('/').unwrap_or(("", path))
+    }
+
+    /// A path relative to the mount root (for link targets).
+    fn relative<'a>(&self, path: &'a str) -> &'a str {
+        let root = &self.config.root;
+        if root.is_empty() {
+            path
+        } else {
+            path.strip_prefix(root.as_str()).map(|p| p.trim_start_matches('/')).unwrap_or(path)
+        }
+    }
+
+    fn dir_attr(&self, ino: u64) -> Entry {
+        Entry {
+            attr: Attr { ino, kind: Kind::Dir, size: 0, mtime: self.started, perm: 0o555 },
+            ttl: self.config.dir_ttl,
+        }
+    }
+
+    /// The listing child of an asset, if its folder's listing is known locally.
+    fn asset_child(&self, asset: &str) -> Option<dir::Child> {
+        let (folder, name) = Self::parent_of(asset);
+        self.dirs.known(folder)?.get(name).cloned()
+    }
+
+    /// Attributes of a node. With `fetch` false nothing is asked of the remote (readdirplus):
+    /// what is unknown gets a zero TTL so that the next stat asks again.
+    async fn entry(
+        self: &Arc<Self>,
+        node: &Node,
+        ino: u64,
+        fetch: bool,
+        deadline: Instant,
+    ) -> FsResult<Entry> {
+        if node.is_dir() {
+            return Ok(self.dir_attr(ino));
+        }
+        let file = |size: u64, mtime: SystemTime, ttl: Duration| Entry {
+            attr: Attr { ino, kind: Kind::File, size, mtime, perm: 0o444 },
+            ttl,
+        };
+        match node {
+            Node::Asset(path) => {
+                let child = self.asset_child(path);
+                let mtime = child.as_ref().map(|c| c.modified()).unwrap_or(self.started);
+                match self.materializer.original_size(path) {
+                    Some(size) => Ok(file(size, mtime, self.config.dir_ttl)),
+                    None => Ok(file(child.and_then(|c| c.size).unwrap_or(0), mtime, SHORT_TTL)),
+                }
+            }
+            Node::Rendition(asset, name) => {
+                let mtime = self.asset_child(asset).map(|c| c.modified()).unwrap_or(self.started);
+                let manifest = match self.materializer.cached_manifest(asset) {
+                    Some(m) => m,
+                    None if fetch => self.materializer.manifest(asset, deadline).await?,
+                    None => return Ok(file(0, mtime, Duration::ZERO)),
+                };
+                let listed = manifest.renditions.iter().find(|r| &r.name == name).ok_or(FsError::NotFound)?;
+                let known = self.rendition_size(asset, name);
+                match known.or(listed.size) {
+                    Some(size) => {
+                        Ok(file(size, mtime, if known.is_some() { self.config.dir_ttl } else { SHORT_TTL }))
+                    }
+                    None => Ok(file(0, mtime, Duration::ZERO)),
+                }
+            }
+            Node::MetadataFile(asset) => {
+                let mtime = self.asset_child(asset).map(|c| c.modified()).unwrap_or(self.started);
+                let manifest = match self.materializer.cached_manifest(asset) {
+                    Some(m) => m,
+                    None if fetch => self.materializer.manifest(asset, deadline).await?,
+                    None => return Ok(file(0, mtime, Duration::ZERO)),
+                };
+                let len = reserved::metadata_json(&manifest, &self.config.remote_url).len() as u64;
+                Ok(file(len, mtime, self.config.dir_ttl))
+            }
+            Node::TagLink(..) | Node::SearchLink(..) => {
+                let target = self.link_target(node)?;
+                Ok(Entry {
+                    attr: Attr {
+                        ino,
+                        kind: Kind::Symlink,
+                        size: target.len() as u64,
+                        mtime: self.started,
+                        perm: 0o777,
+                    },
+                    ttl: self.config.dir_ttl,
+                })
+            }
+            _ => Ok(self.dir_attr(ino)),
+        }
+    }
+
+    /// The exact length of a rendition once it is in the cache or its transfer said it.
+    fn rendition_size(&self, asset: &str, name: &str) -> Option<u64> {
+        if name == "original" {
+            return self.materializer.original_size(asset);
+        }
+        self.cache.asset(asset)?.renditions.get(name).map(|r| r.size)
+    }
+
+    /// Looks `name` up in directory `parent`.
+    pub async fn lookup(self: &Arc<Self>, parent: u64, name: &str, deadline: Instant) -> FsResult<Entry> {
+        let node = self.node(parent)?;
+        let child = self.child(&node, name, deadline).await?;
+        let ino = self.ino(&child);
+        self.entry(&child, ino, true, deadline).await
+    }
+
+    async fn child(self: &Arc<Self>, node: &Node, name: &str, deadline: Instant) -> FsResult<Node> {
+        Ok(match node {
+            Node::Folder(folder) => {
+                let is_root = *folder == self.config.root;
+                match name {
+                    RENDITIONS => Node::RenditionsDir(folder.clone()),
+                    METADATA => Node::MetadataDir(folder.clone()),
+                    TAGS if is_root => Node::TagDir(String::new()),
+                    SEARCH if is_root => Node::SearchRoot,
+                    _ => {
+                        let listing = self.dirs.get(folder, deadline).await?;
+                        let child = listing.get(name).ok_or(FsError::NotFound)?;
+                        let path = Self::join(folder, name);
+                        if child.folder { Node::Folder(path) } else { Node::Asset(path) }
+                    }
+                }
+            }
+            Node::RenditionsDir(folder) => Node::RenditionsOf(self.asset_in(folder, name, deadline).await?),
+            Node::MetadataDir(folder) => {
+                let asset_name = name.strip_suffix(".json").ok_or(FsError::NotFound)?;
+                Node::MetadataFile(self.asset_in(folder, asset_name, deadline).await?)
+            }
+            Node::RenditionsOf(asset) => {
+                let manifest = self.materializer.manifest(asset, deadline).await?;
+                manifest.renditions.iter().find(|r| r.name == name).ok_or(FsError::NotFound)?;
+                Node::Rendition(asset.clone(), name.to_string())
+            }
+            Node::TagDir(tag) => {
+                let taxonomy = self.taxonomy();
+                let (subs, links) = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
+                if subs.contains(name) {
+                    Node::TagDir(Self::join(tag, name))
+                } else {
+                    let (_, asset) = links.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
+                    Node::TagLink(tag.clone(), asset.clone())
+                }
+            }
+            Node::SearchRoot => Node::SearchDir(name.to_string()),
+            Node::SearchDir(words) => {
+                let results = self.search(words, deadline).await?;
+                let (_, asset) = results.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
+                Node::SearchLink(words.clone(), asset.clone())
+            }
+            Node::Asset(_)
+            | Node::Rendition(..)
+            | Node::MetadataFile(_)
+            | Node::TagLink(..)
+            | Node::SearchLink(..) => {
+                return Err(FsError::NotDir);
+            }
+        })
+    }
+
+    /// The asset `name` of `folder`, checked against the folder's listing.
+    async fn asset_in(self: &Arc<Self>, folder: &str, name: &str, deadline: Instant) -> FsResult<String> {
+        let listing = self.dirs.get(folder, deadline).await?;
+        match listing.get(name) {
+            Some(child) if !child.folder => Ok(Self::join(folder, name)),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// Attributes of an inode.
+    pub async fn getattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Entry> {
+        let node = self.node(ino)?;
+        self.entry(&node, ino, true, deadline).await
+    }
+
+    /// Every entry of a directory, `.` and `..` excluded, with attributes.
+    pub async fn readdir(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<DirItem>> {
+        let node = self.node(ino)?;
+        let children: Vec<(String, Node)> = match &*node {
+            Node::Folder(folder) => {
+                let listing = self.dirs.get(folder, deadline).await?;
+                listing
+                    .children
+                    .iter()
+                    .map(|c| {
+                        let path = Self::join(folder, &c.name);
+                        (c.name.clone(), if c.folder { Node::Folder(path) } else { Node::Asset(path) })
+                    })
+                    .collect()
+            }
+            Node::RenditionsDir(folder) => assets_of(&*self.dirs.get(folder, deadline).await?)
+                .map(|name| (name.to_string(), Node::RenditionsOf(Self::join(folder, name))))
+                .collect(),
+            Node::MetadataDir(folder) => assets_of(&*self.dirs.get(folder, deadline).await?)
+                .map(|name| (format!("{name}.json"), Node::MetadataFile(Self::join(folder, name))))
+                .collect(),
+            Node::RenditionsOf(asset) => {
+                let manifest = self.materializer.manifest(asset, deadline).await?;
+                manifest
+                    .renditions
+                    .iter()
+                    .map(|r| (r.name.clone(), Node::Rendition(asset.clone(), r.name.clone())))
+                    .collect()
+            }
+            Node::TagDir(tag) => {
+                let taxonomy = self.taxonomy();
+                let (subs, links) = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
+                subs.iter()
+                    .map(|s| (s.clone(), Node::TagDir(Self::join(tag, s))))
+                    .chain(links.iter().map(|(n, a)| (n.clone(), Node::TagLink(tag.clone(), a.clone()))))
+                    .collect()
+            }
+            Node::SearchRoot => {
+                let searches = self.searches.lock();
+                searches.keys().map(|w| (w.clone(), Node::SearchDir(w.clone()))).collect()
+            }
+            Node::SearchDir(words) => {
+                let results = self.search(words, deadline).await?;
+                results.iter().map(|(n, a)| (n.clone(), Node::SearchLink(words.clone(), a.clone()))).collect()
+            }
+            _ => return Err(FsError::NotDir),
+        };
+        let mut items = Vec::with_capacity(children.len());
+        for (name, child) in children {
+            let ino = self.ino(&child);
+            let entry = self.entry(&child, ino, false, deadline).await?;
+            items.push(DirItem { name, entry });
+        }
+        Ok(items)
+    }
+
+    /// The inode of a directory's parent (for `..`).
+    pub fn parent_ino(&self, ino: u64) -> u64 {
+        let Ok(node) = self.node(ino) else { return ROOT_INO };
+        let parent = match &*node {
+            Node::Folder(f) if *f == self.config.root => return ROOT_INO,
+            Node::Folder(f) => Node::Folder(Self::parent_of(f).0.to_string()),
+            Node::RenditionsDir(f) | Node::MetadataDir(f) => Node::Folder(f.clone()),
+            Node::RenditionsOf(a) => Node::RenditionsDir(Self::parent_of(a).0.to_string()),
+            Node::TagDir(t) if t.is_empty() => return ROOT_INO,
+            Node::TagDir(t) => Node::TagDir(Self::parent_of(t).0.to_string()),
+            Node::SearchRoot => return ROOT_INO,
+            Node::SearchDir(_) => Node::SearchRoot,
+            _ => return ROOT_INO,
+        };
+        self.ino(&parent)
+    }
+
+    /// Opens a file for reading. Any write access is refused.
+    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32, deadline: Instant) -> FsResult<Opened> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0 {
+            return Err(FsError::ReadOnly);
+        }
+        let node = self.node(ino)?;
+        let (handle, stale_attr) = match &*node {
+            Node::Asset(path) => {
+                let hint = self.asset_child(path).and_then(|c| c.size);
+                let opened = self.materializer.open(path, "original", deadline).await?;
+                let stale = matches!((hint, opened.size), (Some(h), Some(s)) if h != s);
+                if stale {
+                    log::info!(
+                        "/{path}: dam:size said {} bytes, the original has {}",
+                        hint.unwrap_or(0),
+                        opened.size.unwrap_or(0)
+                    );
+                }
+                (
+                    Handle::File {
+                        file: Arc::new(opened.file),
+                        transfer: opened.transfer,
+                        what: path.clone(),
+                    },
+                    stale,
+                )
+            }
+            Node::Rendition(asset, name) => {
+                let opened = self.materializer.open(asset, name, deadline).await?;
+                let what = format!("{asset} rendition {name}");
+                (Handle::File { file: Arc::new(opened.file), transfer: opened.transfer, what }, false)
+            }
+            Node::MetadataFile(asset) => {
+                let content = self.materializer.materialize(asset, deadline).await?;
+                (
+                    Handle::Bytes(Arc::new(reserved::metadata_json(
+                        &content.manifest,
+                        &self.config.remote_url,
+                    ))),
+                    false,
+                )
+            }
+            Node::TagLink(..) | Node::SearchLink(..) => return Err(FsError::Invalid),
+            _ => return Err(FsError::IsDir),
+        };
+        let backing = match &handle {
+            Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
+            _ => None,
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(handle));
+        Ok(Opened { fh, backing, stale_attr })
+    }
+
+    /// Reads from an open handle; waits (until `deadline`) for bytes still in transfer.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32, deadline: Instant) -> FsResult<Vec<u8>> {
+        let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::Invalid)?;
+        match &*handle {
+            Handle::Bytes(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+            Handle::File { file, transfer, what } => {
+                let mut len = size as u64;
+                if let Some(t) = transfer {
+                    let progress = t.wait_for(offset.saturating_add(len), deadline, what).await?;
+                    let available = match progress.phase {
+                        crate::materialize::transfer::Phase::Done(_) => u64::MAX,
+                        _ => progress.written,
+                    };
+                    len = len.min(available.saturating_sub(offset));
+                }
+                let file = Arc::clone(file);
+                read_at(&file, offset, len as usize)
+            }
+        }
+    }
+
+    /// Forgets a handle.
+    pub fn release(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    /// The target of a symbolic link.
+    pub fn readlink(&self, ino: u64) -> FsResult<String> {
+        let node = self.node(ino)?;
+        self.link_target(&node)
+    }
+
+    fn link_target(&self, node: &Node) -> FsResult<String> {
+        match node {
+            Node::TagLink(tag, asset) => {
+                let depth = 1 + tag.split('/').count();
+                Ok(reserved::link_target(depth, self.relative(asset)))
+            }
+            Node::SearchLink(_, asset) => Ok(reserved::link_target(2, self.relative(asset))),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Names of the extended attributes of a node.
+    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<String>> {
+        let node = self.node(ino)?;
+        Ok(match &*node {
+            Node::Folder(f) if *f == self.config.root => vec!["user.damfs.stats".into()],
+            Node::Asset(path) => {
+                let manifest = self.materializer.manifest(path, deadline).await?;
+                let mut names = Vec::new();
+                if manifest.title.is_some() {
+                    names.push("user.dam.title".into());
+                }
+                names.extend(["user.dam.tags".into(), "user.dam.format".into(), "user.dam.remote".into()]);
+                names
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The value of an extended attribute.
+    pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Instant) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        match (&*node, name) {
+            (Node::Folder(f), "user.damfs.stats") if *f == self.config.root => {
+                let (assets, bytes) = self.cache.usage();
+                let snapshot = self.stats.snapshot(assets, bytes);
+                serde_json::to_vec(&snapshot).map_err(|e| FsError::Io(std::io::Error::other(e)))
+            }
+            (Node::Asset(path), "user.dam.remote") => {
+                Ok(reserved::remote_asset_url(&self.config.remote_url, path).into_bytes())
+            }
+            (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {
+                let manifest = self.materializer.manifest(path, deadline).await?;
+                let value = match name {
+                    "user.dam.title" => manifest.title.clone().ok_or(FsError::NoAttr)?,
+                    "user.dam.tags" => reserved::tags_xattr(&manifest),
+                    _ => manifest
+                        .format
+                        .clone()
+                        .or_else(|| self.asset_child(path).and_then(|c| c.format))
+                        .unwrap_or_else(|| dir::guess_format(path).to_string()),
+                };
+                Ok(value.into_bytes())
+            }
+            _ => Err(FsError::NoAttr),
+        }
+    }
+
+    /// The local taxonomy of every asset with a known manifest.
+    fn taxonomy(&self) -> reserved::Taxonomy {
+        if !self.taxonomy_loaded.swap(true, Ordering::Relaxed) {
+            for asset in self.cache.assets_with_manifest() {
+                self.materializer.cached_manifest(&asset);
+            }
+        }
+        let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
+        let root = &self.config.root;
+        let under_root = |m: &&Arc<Manifest>| root.is_empty() || m.path.starts_with(&format!("{root}/"));
+        reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m))
+    }
+
+    /// Results of a remote full-text search, as (link name, asset path).
+    async fn search(
+        self: &Arc<Self>,
+        words: &str,
+        deadline: Instant,
+    ) -> FsResult<Arc<Vec<(String, String)>>> {
+        if let Some((at, results)) = self.searches.lock().get(words)
+            && at.elapsed() < self.config.dir_ttl
+        {
+            return Ok(Arc::clone(results));
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let paths = bounded(
+            timeout,
+            || format!("search for {words:?}"),
+            self.remote.search(&self.config.root, words, SEARCH_LIMIT),
+        )
+        .await?;
+        let root = &self.config.root;
+        let mut paths: Vec<String> = paths
+            .into_iter()
+            .filter(|p| root.is_empty() || p.starts_with(&format!("{root}/")))
+            .filter(|p| p.split('/').all(|s| dir::invalid_name(s).is_none()))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let results = Arc::new(reserved::link_names(paths));
+        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)));
+        Ok(results)
+    }
+}
+
+fn assets_of(listing: &Listing) -> impl Iterator<Item = &str> {
+    listing.children.iter().filter(|c| !c.folder).map(|c| c.name.as_str())
+}
+
+/// Reads up to `len` bytes at `offset` (fewer only at end of file).
+fn read_at(file: &File, offset: u64, len: usize) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FsError::Io(e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}

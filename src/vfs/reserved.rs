@@ -1,0 +1,158 @@
+//! The trees damfs adds to the remote's: `.metadata` JSON, the `.tags` taxonomy, `.search`
+//! results, and the `user.dam.*` extended attributes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::json;
+
+use crate::materialize::Manifest;
+
+/// The `.metadata/<asset>.json` document of an asset.
+pub fn metadata_json(manifest: &Manifest, remote_url: &str) -> Vec<u8> {
+    let doc = json!({
+        "path": format!("/content/dam/{}", manifest.path),
+        "remote": remote_asset_url(remote_url, &manifest.path),
+        "title": manifest.title,
+        "description": manifest.description,
+        "format": manifest.format,
+        "size": manifest.size,
+        "sha1": manifest.sha1,
+        "width": manifest.width,
+        "height": manifest.height,
+        "tags": manifest.tags,
+        "renditions": manifest.renditions,
+        "metadata": manifest.metadata,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The URL of an asset's original on the remote (for `user.dam.remote`): percent-encoded
+/// per segment, never with credentials.
+pub fn remote_asset_url(remote_url: &str, asset: &str) -> String {
+    let encoded: Vec<String> = asset
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .collect();
+    format!("{}/content/dam/{}", remote_url.trim_end_matches('/'), encoded.join("/"))
+}
+
+/// `user.dam.tags`: `id (title)` pairs joined by `, `.
+pub fn tags_xattr(manifest: &Manifest) -> String {
+    manifest.tags.iter().map(|t| format!("{} ({})", t.id, t.title)).collect::<Vec<_>>().join(", ")
+}
+
+/// The directory path of a tag under `.tags`: `ns:a/b` -> `ns/a/b`; `a/b` -> `default/a/b`;
+/// `/content/cq:tags/ns/a` -> `ns/a`. Segments that cannot be file names are dropped.
+pub fn tag_dir(id: &str) -> String {
+    let id = id.trim();
+    let path =
+        if let Some(rest) = id.strip_prefix("/content/cq:tags/").or_else(|| id.strip_prefix("/etc/tags/")) {
+            rest.to_string()
+        } else if let Some((ns, local)) = id.split_once(':') {
+            format!("{ns}/{local}")
+        } else {
+            format!("default/{id}")
+        };
+    path.split('/').filter(|s| crate::vfs::dir::invalid_name(s).is_none()).collect::<Vec<_>>().join("/")
+}
+
+/// The local taxonomy: every tag directory, its sub-tags and the assets carrying it.
+#[derive(Debug, Default)]
+pub struct Taxonomy {
+    /// Tag directory -> (sub-tag names, links as (link name, asset path)).
+    pub dirs: BTreeMap<String, (BTreeSet<String>, Vec<(String, String)>)>,
+}
+
+impl Taxonomy {
+    /// Builds the taxonomy of `manifests`, keeping assets under `root` only.
+    pub fn build<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> Taxonomy {
+        let mut dirs: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        dirs.entry(String::new()).or_default();
+        for manifest in manifests {
+            for tag in &manifest.tags {
+                let path = tag_dir(&tag.id);
+                if path.is_empty() {
+                    continue;
+                }
+                dirs.entry(path.clone()).or_default().1.insert(manifest.path.clone());
+                let mut child = path.as_str();
+                while !child.is_empty() {
+                    let (parent, name) = child.rsplit_once('/').unwrap_or(("", child));
+                    dirs.entry(parent.to_string()).or_default().0.insert(name.to_string());
+                    child = parent;
+                }
+            }
+        }
+        let dirs =
+            dirs.into_iter().map(|(path, (subs, assets))| (path, (subs, link_names(assets)))).collect();
+        Taxonomy { dirs }
+    }
+}
+
+/// Names links after the assets' names; a name taken twice gets ` (2)`, ` (3)`… in the
+/// order of the assets' paths, so names are stable.
+pub fn link_names(assets: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+    let mut used: HashMap<String, usize> = HashMap::new();
+    let mut links = Vec::new();
+    for asset in assets {
+        let base = asset.rsplit('/').next().unwrap_or(&asset).to_string();
+        let n = used.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 {
+            base
+        } else {
+            match base.rsplit_once('.') {
+                Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
+                _ => format!("{base} ({n})"),
+            }
+        };
+        links.push((name, asset));
+    }
+    links
+}
+
+/// The target of a link `depth` directories below the mount root to `rel` (a path relative
+/// to the mount root).
+pub fn link_target(depth: usize, rel: &str) -> String {
+    format!("{}{rel}", "../".repeat(depth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::materialize::TagRef;
+
+    fn manifest(path: &str, tags: &[&str]) -> Manifest {
+        Manifest {
+            path: path.into(),
+            title: None,
+            description: None,
+            format: None,
+            size: None,
+            sha1: None,
+            width: None,
+            height: None,
+            tags: tags.iter().map(|t| TagRef { id: t.to_string(), title: t.to_string() }).collect(),
+            renditions: vec![],
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn taxonomy_merges_tags_and_names_links() {
+        let ms = [
+            manifest("we/en/hiking.jpg", &["we-retail:activity/hiking"]),
+            manifest("we/fr/hiking.jpg", &["we-retail:activity/hiking", "plain"]),
+        ];
+        let tax = Taxonomy::build(ms.iter());
+        assert!(tax.dirs[""].0.contains("we-retail") && tax.dirs[""].0.contains("default"));
+        assert!(tax.dirs["we-retail/activity"].0.contains("hiking"));
+        let links = &tax.dirs["we-retail/activity/hiking"].1;
+        assert_eq!(links[0], ("hiking.jpg".to_string(), "we/en/hiking.jpg".to_string()));
+        assert_eq!(links[1], ("hiking (2).jpg".to_string(), "we/fr/hiking.jpg".to_string()));
+        assert_eq!(tag_dir("/content/cq:tags/ns/a/b"), "ns/a/b");
+        assert_eq!(link_target(4, "we/en/hiking.jpg"), "../../../../we/en/hiking.jpg");
+    }
+}
