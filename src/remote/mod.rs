@@ -9,6 +9,15 @@
 //! Two implementations: the AEM Assets HTTP client (`aem::AemClient`) and a fake for tests
 //! (`fake::FakeRemote`) that counts calls and fails or stalls on command.
 
+pub mod aem;
+pub mod fake;
+mod http;
+mod querybuilder;
+mod siren;
+mod sling;
+pub mod tags;
+mod url;
+
 use std::fmt;
 use std::future::Future;
 use std::ops::Range;
@@ -180,7 +189,9 @@ pub trait Remote: Send + Sync + 'static {
 
     /// Attributes of every asset directly in `folder`, in as few requests as possible
     /// (QueryBuilder), falling back to one request per asset in `assets` when bulk queries
-    /// are refused. Assets the remote does not know are left out.
+    /// are refused. `assets` are the DAM paths of the folder's assets as listed (bare child
+    /// names are accepted too). Assets the remote does not know are left out; the order of
+    /// the answer is unspecified.
     fn folder_attrs(
         &self,
         folder: &str,

@@ -1,0 +1,330 @@
+//! The HTTP plumbing under the AEM client: one pooled `reqwest::Client` with preemptive
+//! authentication, a request log line, and the mapping of every failure (status, transport,
+//! JSON) to a [`RemoteError`] that names the URL path and never a credential.
+//!
+//! Redirects: reqwest's policy (pinned by an integration test) drops `Authorization`,
+//! `Cookie` and `Proxy-Authorization` when a redirect changes host or port, so a redirect to
+//! blob storage never carries the DAM credentials. The header set here is a default header
+//! of the client, which reqwest merges before it follows redirects, so it is subject to that
+//! rule.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RANGE};
+use reqwest::{Response, StatusCode, Url, redirect};
+use serde_json::Value;
+
+use super::aem::{AemConfig, Credentials};
+use super::url::label;
+use super::{RemoteError, RemoteErrorKind, RemoteResult};
+
+/// The User-Agent: a non-browser client gets 401 rather than a redirect to a login page.
+const USER_AGENT: &str = concat!("damfs/", env!("CARGO_PKG_VERSION"));
+
+/// Largest JSON body read: far above any listing page or metadata node, low enough that a
+/// broken server cannot exhaust memory.
+const MAX_JSON_BYTES: usize = 64 << 20;
+
+/// Most redirects followed for one request (reqwest's default, stated here on purpose).
+const MAX_REDIRECTS: usize = 10;
+
+/// Keepalive probes on idle pooled connections, so a dead peer is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A JSON answer, or the status of a non-success answer for the caller to decide on.
+pub(crate) enum Answer {
+    /// A 2xx answer whose body parsed as JSON.
+    Json(Value),
+    /// Any other status, body unread.
+    Status(StatusCode),
+}
+
+/// The pooled HTTP client.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    /// Builds the client: connect timeout, keepalive, CA file, proxy, preemptive auth header.
+    pub(crate) fn new(config: &AemConfig) -> anyhow::Result<Http> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = auth_header(&config.credentials)? {
+            headers.insert(AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .tcp_keepalive(TCP_KEEPALIVE)
+            .redirect(redirect::Policy::limited(MAX_REDIRECTS));
+        if let Some(path) = &config.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("--ca-file {}: no PEM certificate in the file", path.display());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(proxy) = &config.proxy {
+            // The proxy URL may carry proxy credentials: it is not echoed.
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|e| anyhow::anyhow!("--proxy: not a usable proxy URL ({})", innermost(&e)))?;
+            builder = builder.proxy(proxy);
+        }
+        let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        Ok(Http { client })
+    }
+
+    /// Sends a GET (with a `Range` header when given) and answers the response whatever its
+    /// status; only transport failures are errors. Logs one debug line.
+    pub(crate) async fn get(&self, url: Url, range: Option<&str>) -> RemoteResult<Response> {
+        let path = label(&url);
+        let started = Instant::now();
+        let mut request = self.client.get(url.clone());
+        if let Some(range) = range {
+            request = request.header(RANGE, range);
+        }
+        let result = request.send().await;
+        let ms = started.elapsed().as_millis();
+        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        match result {
+            Ok(response) => {
+                log::debug!("GET {path}{query} -> {} in {ms} ms", response.status().as_u16());
+                Ok(response)
+            }
+            Err(e) => {
+                let error = transport_error(&path, &e);
+                log::debug!("GET {path}{query} -> {} in {ms} ms", error.cause);
+                Err(error)
+            }
+        }
+    }
+
+    /// GETs a JSON document: a 2xx answer is parsed, any other status is handed back.
+    pub(crate) async fn get_json_answer(&self, url: Url) -> RemoteResult<Answer> {
+        let path = label(&url);
+        let response = self.get(url, None).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Ok(Answer::Status(status));
+        }
+        let body = read_capped(response, &path).await?;
+        serde_json::from_slice(&body).map(Answer::Json).map_err(|e| json_error(&path, &e))
+    }
+
+    /// GETs a JSON document; any status but 2xx is an error.
+    pub(crate) async fn get_json(&self, url: Url) -> RemoteResult<Value> {
+        let path = label(&url);
+        match self.get_json_answer(url).await? {
+            Answer::Json(value) => Ok(value),
+            Answer::Status(status) => Err(status_error(&path, status)),
+        }
+    }
+}
+
+/// The preemptive `Authorization` header, marked sensitive (never printed by reqwest).
+fn auth_header(credentials: &Credentials) -> anyhow::Result<Option<HeaderValue>> {
+    use base64::Engine as _;
+    let text = match credentials {
+        Credentials::None => return Ok(None),
+        Credentials::Basic { user, password } => {
+            let pair = format!("{user}:{password}");
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        }
+        Credentials::Bearer(token) => format!("Bearer {}", token.trim()),
+    };
+    let mut value = HeaderValue::from_str(&text)
+        .map_err(|_| anyhow::anyhow!("the credentials contain characters an HTTP header cannot carry"))?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// Reads a whole body, refusing more than [`MAX_JSON_BYTES`].
+async fn read_capped(mut response: Response, path: &str) -> RemoteResult<Vec<u8>> {
+    if response.content_length().is_some_and(|n| n > MAX_JSON_BYTES as u64) {
+        return Err(RemoteError::new(RemoteErrorKind::Other, path, "JSON answer larger than 64 MiB"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(path, &e))? {
+        if body.len() + chunk.len() > MAX_JSON_BYTES {
+            return Err(RemoteError::new(RemoteErrorKind::Other, path, "JSON answer larger than 64 MiB"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error for a non-success status: 404 → NotFound, 401/403 → Denied, else Other.
+pub(crate) fn status_error(path: &str, status: StatusCode) -> RemoteError {
+    let kind = match status.as_u16() {
+        404 => RemoteErrorKind::NotFound,
+        401 | 403 => RemoteErrorKind::Denied,
+        _ => RemoteErrorKind::Other,
+    };
+    RemoteError::new(kind, path, format!("HTTP {status}"))
+}
+
+/// The error for a body that is not JSON: `invalid JSON at line 1 column 5: expected value`.
+pub(crate) fn json_error(path: &str, error: &serde_json::Error) -> RemoteError {
+    let text = error.to_string();
+    let message = text.split(" at line ").next().unwrap_or(&text);
+    RemoteError::new(
+        RemoteErrorKind::Other,
+        path,
+        format!("invalid JSON at line {} column {}: {message}", error.line(), error.column()),
+    )
+}
+
+/// The error for a JSON document that lacks what the protocol promises.
+pub(crate) fn format_error(path: &str, cause: impl Into<String>) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Other, path, cause)
+}
+
+/// The error for a failed exchange (no status, or a body cut short): a timeout is Timeout,
+/// everything else Other, with a short cause such as `connection refused`.
+pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError {
+    let io_kind = io_error_kind(error);
+    if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+        let cause = if error.is_connect() { "timed out connecting" } else { "timed out" };
+        return RemoteError::new(RemoteErrorKind::Timeout, path, cause);
+    }
+    let cause = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
+        Some(std::io::ErrorKind::ConnectionAborted) => "connection aborted".to_string(),
+        Some(std::io::ErrorKind::UnexpectedEof) => "connection closed early".to_string(),
+        _ if error.is_redirect() => "too many redirects".to_string(),
+        _ if error.is_connect() => format!("cannot connect: {}", innermost(error)),
+        _ if error.is_body() || error.is_decode() => format!("body cut short: {}", innermost(error)),
+        _ => innermost(error),
+    };
+    RemoteError::new(RemoteErrorKind::Other, path, cause)
+}
+
+/// A `Content-Range` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentRange {
+    /// First and last byte of the part sent (inclusive); `None` in a 416's `bytes */size`.
+    pub span: Option<(u64, u64)>,
+    /// The length of the whole representation, unless `*`.
+    pub size: Option<u64>,
+}
+
+/// Reads a `Content-Range` value: `bytes a-b/size`, `bytes a-b/*` or (a 416) `bytes */size`.
+pub(crate) fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, size) = rest.split_once('/')?;
+    let size = match size.trim() {
+        "*" => None,
+        n => Some(n.parse().ok()?),
+    };
+    let span = match span.trim() {
+        "*" => None,
+        s => {
+            let (first, last) = s.split_once('-')?;
+            let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+            if last < first {
+                return None;
+            }
+            Some((first, last))
+        }
+    };
+    if span.is_none() && size.is_none() {
+        return None;
+    }
+    Some(ContentRange { span, size })
+}
+
+/// The kind of the first `std::io::Error` in the cause chain.
+fn io_error_kind(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// The message of the deepest cause: the most specific (`end of file before message length
+/// reached`, `dns error: …`). reqwest's outer messages repeat the URL, which may not be wanted
+/// in logs.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = error;
+    while let Some(cause) = deepest.source() {
+        deepest = cause;
+    }
+    deepest.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let cases = [
+            (404, RemoteErrorKind::NotFound),
+            (401, RemoteErrorKind::Denied),
+            (403, RemoteErrorKind::Denied),
+            (500, RemoteErrorKind::Other),
+            (503, RemoteErrorKind::Other),
+            (300, RemoteErrorKind::Other),
+            (400, RemoteErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            let e = status_error("/api/assets.json", StatusCode::from_u16(code).unwrap());
+            assert_eq!(e.kind, kind, "{code}");
+        }
+        let e = status_error("/x", StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.cause, "HTTP 503 Service Unavailable");
+        assert_eq!(e.to_string(), "/x: HTTP 503 Service Unavailable");
+    }
+
+    #[test]
+    fn json_errors() {
+        let error = serde_json::from_slice::<Value>(b"{\"a\": x}").unwrap_err();
+        let e = json_error("/p", &error);
+        assert_eq!(e.kind, RemoteErrorKind::Other);
+        assert_eq!(e.cause, "invalid JSON at line 1 column 7: expected value");
+    }
+
+    #[test]
+    fn content_ranges() {
+        let cases = [
+            ("bytes 0-99/1000", Some((Some((0, 99)), Some(1000)))),
+            ("bytes 500-999/*", Some((Some((500, 999)), None))),
+            ("bytes */1000", Some((None, Some(1000)))),
+            (" bytes 7-7/8 ", Some((Some((7, 7)), Some(8)))),
+            ("bytes */*", None),
+            ("bytes 9-3/10", None),
+            ("items 0-1/2", None),
+            ("bytes 0-1", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_content_range(text).map(|r| (r.span, r.size));
+            assert_eq!(parsed, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn auth_headers() {
+        assert!(auth_header(&Credentials::None).unwrap().is_none());
+        let basic = auth_header(&Credentials::Basic { user: "admin".into(), password: "admin".into() })
+            .unwrap()
+            .unwrap();
+        assert_eq!(basic.to_str().unwrap(), "Basic YWRtaW46YWRtaW4=");
+        assert!(basic.is_sensitive());
+        let bearer = auth_header(&Credentials::Bearer("tok\n".into())).unwrap().unwrap();
+        assert_eq!(bearer.to_str().unwrap(), "Bearer tok");
+        assert!(auth_header(&Credentials::Bearer("a\nb".into())).is_err());
+    }
+}
