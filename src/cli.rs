@@ -22,6 +22,8 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount a damfs mount and wait for its daemon to end.
     Umount(UmountArgs),
+    /// Try damfs on a generated sample: sample DAM + sample server + mount, in one command.
+    Demo(DemoArgs),
     /// Write a deterministic sample DAM (images, a document, titles and tags) into DIR.
     Sample(SampleArgs),
     /// Serve a folder of images as an AEM Assets instance (the sample DAM).
@@ -125,6 +127,23 @@ pub struct MountArgs {
     /// mount(8)-style options: comma-separated key=value (any long option) and switches.
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
+}
+
+/// `damfs demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to mount the sample DAM (created if missing; must be empty).
+    pub mountpoint: PathBuf,
+    /// Where the sample, its renditions and the cache are kept between runs [default:
+    /// ~/.cache/damfs-demo].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Number of sample assets (generated on the first run).
+    #[arg(long, default_value_t = 1200)]
+    pub assets: usize,
+    /// Log more: -v info, -vv debug.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// `damfs umount`.

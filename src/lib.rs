@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod fuse;
 pub mod materialize;

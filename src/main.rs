@@ -74,6 +74,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(config.verbose, config.log_file.as_deref())?;
             damfs::mount::mount(config)?;
         }
+        Command::Demo(args) => {
+            init_logging(args.verbose, None)?;
+            damfs::demo::run(args)?;
+        }
         Command::Umount(args) => {
             init_logging(0, None)?;
             damfs::mount::umount(&args.mountpoint)?;

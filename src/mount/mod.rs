@@ -153,7 +153,7 @@ fn report(ready: &mut Option<OwnedFd>, text: &str) {
 /// The daemon: sets everything up, mounts, reports, serves until unmounted.
 fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result<()> {
     let setup = setup(&config);
-    let (runtime, session, vfs) = match setup {
+    let (runtime, mut session, vfs) = match setup {
         Ok(parts) => parts,
         Err(e) => {
             let text =
@@ -252,6 +252,18 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
         .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
     Ok((runtime, session, vfs))
+}
+
+/// Polls until `path` is a mount point, up to `timeout`.
+pub fn wait_mounted(path: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if mountinfo::find(path).is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// `damfs umount`: unmounts and waits (bounded) for the daemon to end.
