@@ -33,6 +33,9 @@ impl TryFrom<&SampleArgs> for SampleOptions {
         if args.assets == 0 {
             bail!("--assets: must be at least 1");
         }
+        if large_size > crate::sample::MAX_LARGE_SIZE {
+            bail!("--large: at most 1G (the large asset is drawn in memory), not {}", args.large);
+        }
         Ok(SampleOptions { dir: args.dir.clone(), assets: args.assets, seed: args.seed, large_size })
     }
 }
