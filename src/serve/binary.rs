@@ -1,0 +1,197 @@
+//! Binary answers, as Sling's streaming servlet gives them: the file streamed from disk in
+//! chunks (a multi-GiB file never sits in memory), `Content-Length`, `Content-Type`,
+//! `Last-Modified`, a single byte range (206, or 416 when unsatisfiable), `If-Modified-Since`
+//! (304), and `Accept-Ranges` advertised only above [`ADVERTISE_RANGES_ABOVE`]. No ETag, as
+//! Sling sends none. Which file a URL names is decided by `routes`; HEAD bodies are dropped by
+//! the envelope in `mod.rs`.
+
+use std::io::SeekFrom;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::reply::{HttpError, HttpResult};
+
+/// `Accept-Ranges: bytes` is sent only for files larger than this (100 KiB), as Sling does;
+/// ranges are honoured for every size.
+pub(crate) const ADVERTISE_RANGES_ABOVE: u64 = 100 * 1024;
+
+/// Size of the chunks read from disk and handed to the connection.
+const CHUNK: usize = 64 * 1024;
+
+/// What a `Range` header asks of a body of a known size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeAsk {
+    /// No usable range: send the whole body with 200 (no header, another unit, a syntax
+    /// error, or several ranges, which a server may answer whole).
+    Whole,
+    /// Bytes `start..=end`, both inside the body.
+    Part { start: u64, end: u64 },
+    /// A syntactically valid range that lies outside the body: 416.
+    Unsatisfiable,
+}
+
+/// Interprets a `Range` header value for a body of `size` bytes (RFC 9110 §14.1).
+pub(crate) fn parse_range(value: &str, size: u64) -> RangeAsk {
+    let Some(spec) = value.trim().strip_prefix("bytes=").or_else(|| {
+        let (unit, rest) = value.trim().split_once('=')?;
+        unit.trim().eq_ignore_ascii_case("bytes").then_some(rest)
+    }) else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let number = |s: &str| if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u64>().ok() } else { None };
+    match (first.is_empty(), last.is_empty()) {
+        // `-n`: the last n bytes.
+        (true, false) => match number(last) {
+            Some(0) => RangeAsk::Unsatisfiable,
+            Some(_) if size == 0 => RangeAsk::Unsatisfiable,
+            Some(n) => RangeAsk::Part { start: size - n.min(size), end: size - 1 },
+            None => RangeAsk::Whole,
+        },
+        // `a-`: from a to the end.
+        (false, true) => match number(first) {
+            Some(start) if start >= size => RangeAsk::Unsatisfiable,
+            Some(start) => RangeAsk::Part { start, end: size - 1 },
+            None => RangeAsk::Whole,
+        },
+        // `a-b`.
+        (false, false) => match (number(first), number(last)) {
+            (Some(start), Some(end)) if start <= end => {
+                if start >= size {
+                    RangeAsk::Unsatisfiable
+                } else {
+                    RangeAsk::Part { start, end: end.min(size - 1) }
+                }
+            }
+            _ => RangeAsk::Whole,
+        },
+        (true, true) => RangeAsk::Whole,
+    }
+}
+
+/// Whether a resource modified at `mtime` is unchanged for a client holding the version of
+/// `if_modified_since` (HTTP dates have whole seconds).
+fn not_modified(mtime: SystemTime, if_modified_since: &str) -> bool {
+    let Ok(since) = httpdate::parse_http_date(if_modified_since) else {
+        return false;
+    };
+    whole_seconds(mtime) <= since
+}
+
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
+/// Answers a GET (or HEAD) of the file at `path` with type `mime`, honouring `Range` and
+/// `If-Modified-Since` in `request`.
+pub(crate) async fn serve_file(path: &Path, mime: &str, request: &HeaderMap) -> HttpResult<Response> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HttpError::not_found("not found: the file went away"));
+        }
+        Err(e) => return Err(HttpError::internal(&format!("cannot open {}", path.display()), e)),
+    };
+    let meta = file.metadata().await.map_err(|e| HttpError::internal("cannot stat a binary", e))?;
+    let size = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, header_value(mime))
+        .header(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(mtime)));
+    if size > ADVERTISE_RANGES_ABOVE {
+        builder = builder.header(header::ACCEPT_RANGES, "bytes");
+    }
+    let ims = request.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
+    if ims.is_some_and(|ims| not_modified(mtime, ims)) {
+        return build(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
+    }
+    let ask = match request.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(range) => parse_range(range, size),
+        None => RangeAsk::Whole,
+    };
+    let (status, start, len) = match ask {
+        RangeAsk::Whole => (StatusCode::OK, 0, size),
+        RangeAsk::Part { start, end } => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeAsk::Unsatisfiable => {
+            let builder = builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .header(header::CONTENT_TYPE, "text/plain;charset=utf-8");
+            let reason = format!("range not satisfiable: the body has {size} bytes\n");
+            return build(builder, Body::from(reason));
+        }
+    };
+    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
+    if len == 0 {
+        return build(builder, Body::empty());
+    }
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|e| HttpError::internal("cannot seek a binary", e))?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
+    build(builder, Body::from_stream(stream))
+}
+
+fn build(builder: axum::http::response::Builder, body: Body) -> HttpResult<Response> {
+    builder.body(body).map_err(|e| HttpError::internal("cannot build a response", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeAsk::*;
+        assert_eq!(parse_range("bytes=0-99", 1000), Part { start: 0, end: 99 });
+        assert_eq!(parse_range("bytes=990-2000", 1000), Part { start: 990, end: 999 });
+        assert_eq!(parse_range("bytes=-10", 1000), Part { start: 990, end: 999 });
+        assert_eq!(parse_range("bytes=-5000", 1000), Part { start: 0, end: 999 });
+        assert_eq!(parse_range("bytes=500-", 1000), Part { start: 500, end: 999 });
+        assert_eq!(parse_range("bytes=1000-", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=1000-1001", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-1", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Whole);
+        assert_eq!(parse_range("items=0-1", 1000), Whole);
+        assert_eq!(parse_range("bytes=a-b", 1000), Whole);
+        assert_eq!(parse_range("bytes=+1-2", 1000), Whole);
+        assert_eq!(parse_range("bytes=-", 1000), Whole);
+        assert_eq!(parse_range("Bytes=1-2", 1000), Part { start: 1, end: 2 });
+    }
+
+    #[test]
+    fn if_modified_since_compares_whole_seconds() {
+        let mtime = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        let same = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let earlier = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(1_699_999_999));
+        assert!(not_modified(mtime, &same));
+        assert!(!not_modified(mtime, &earlier));
+        assert!(!not_modified(mtime, "yesterday"));
+    }
+}

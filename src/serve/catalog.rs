@@ -1,0 +1,704 @@
+//! The served folder seen as a DAM: which names are folders and which are assets, in which
+//! repository order, with which sidecar titles and tags, and the metadata of an asset with the
+//! caches that keep it cheap (the parsed sidecar, SHA-1 digests kept in the state dir). It also
+//! holds the runtime controls that tests of damfs use (credentials, stall, QueryBuilder switch)
+//! and the record of requests seen.
+//!
+//! It knows nothing of HTTP or URLs: paths here are lists of names relative to the served
+//! folder, already percent-decoded and checked by `routes`. Rendition files are made by
+//! `renditions`. Nothing here ever writes inside the served folder.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value, json};
+use sha1::Digest;
+use tokio::sync::{OwnedMutexGuard, watch};
+
+use super::renditions::Generator;
+use super::{Auth, RequestRecord};
+use crate::sidecar::{SIDECAR_NAME, Sidecar};
+
+/// At most this many request records are kept (oldest dropped first), so that a long-running
+/// `damfs serve` does not grow without bound; tests clear the record long before.
+const MAX_RECORDS: usize = 100_000;
+
+/// Read buffer for hashing: large enough that a multi-GiB file hashes at disk speed.
+const HASH_BUFFER: usize = 1 << 20;
+
+/// Marker written into a fresh state dir; bump the number when the layout changes.
+const STATE_VERSION: &str = "damfs-serve state 1\n";
+
+/// A folder of images served as an AEM Assets DAM, its state dir and the runtime controls of
+/// the server.
+///
+/// Lock order: no two of the locks below are ever held at once, and none is held across an
+/// `.await` or disk I/O.
+pub struct Catalog {
+    /// The served folder, canonical: `/content/dam`.
+    root: PathBuf,
+    /// Canonical state dir: digests and generated renditions (outside `root`).
+    state_dir: PathBuf,
+    /// Credentials accepted now; read on every request, replaced by [`Catalog::set_auth`].
+    auth: RwLock<Auth>,
+    /// True while requests must wait (see [`Catalog::set_stall`]).
+    stall: watch::Sender<bool>,
+    /// False when `/bin/querybuilder.json` answers 404.
+    querybuilder: AtomicBool,
+    /// Requests seen, oldest first, at most [`MAX_RECORDS`].
+    records: Mutex<VecDeque<Arc<LiveRecord>>>,
+    /// The sidecar as last parsed, with the stamp of the file it came from.
+    sidecar: Mutex<Option<(Option<Stamp>, Arc<Sidecar>)>>,
+    /// SHA-1 digests by relative path, with the stamp of the file they were computed from.
+    digests: Mutex<HashMap<String, (Stamp, String)>>,
+    /// One digest computation per asset at a time.
+    digest_locks: KeyedLocks,
+    /// Makes and finds generated renditions.
+    pub(super) renditions: Generator,
+}
+
+/// A request as recorded while it is answered: the byte count grows as the body streams.
+#[derive(Debug)]
+pub(super) struct LiveRecord {
+    method: String,
+    path: String,
+    status: u16,
+    /// Body bytes handed to the connection so far.
+    pub(super) bytes: AtomicU64,
+}
+
+/// Size and modification time (nanoseconds since the epoch) of a file: what keys every cache
+/// derived from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub size: u64,
+    pub mtime_ns: u64,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp { size: meta.len(), mtime_ns: nanos(meta.modified().unwrap_or(UNIX_EPOCH)) }
+    }
+}
+
+/// Nanoseconds since the epoch (0 for earlier times).
+pub(crate) fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// Folder or asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Folder,
+    Asset,
+}
+
+/// A child of a folder, as listed.
+#[derive(Debug, Clone)]
+pub(crate) struct Child {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// A folder of the DAM.
+#[derive(Debug, Clone)]
+pub(crate) struct Folder {
+    /// Relative path with `/` separators; empty for the root.
+    pub rel: String,
+    /// Last segment of `rel` (`dam` for the root).
+    pub name: String,
+    /// Where it is on disk.
+    pub dir: PathBuf,
+    pub mtime: SystemTime,
+}
+
+/// An asset of the DAM: a regular file.
+#[derive(Debug, Clone)]
+pub(crate) struct Asset {
+    /// Relative path with `/` separators.
+    pub rel: String,
+    pub name: String,
+    /// Where it is on disk.
+    pub file: PathBuf,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+impl Asset {
+    pub fn stamp(&self) -> Stamp {
+        Stamp { size: self.size, mtime_ns: nanos(self.mtime) }
+    }
+
+    /// The MIME type, from the name's extension.
+    pub fn mime(&self) -> &'static str {
+        mime_for(&self.name)
+    }
+}
+
+/// What a relative path names.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    Folder(Folder),
+    Asset(Asset),
+}
+
+/// Which of the costlier metadata to compute (the rest is always there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetaNeeds {
+    /// `dam:sha1` (reads the whole file the first time).
+    pub sha1: bool,
+    /// `tiff:ImageWidth` / `tiff:ImageLength` (reads the image header).
+    pub dims: bool,
+}
+
+impl MetaNeeds {
+    /// Everything.
+    pub const ALL: MetaNeeds = MetaNeeds { sha1: true, dims: true };
+}
+
+/// Why a name cannot be a folder or asset of the DAM, if it cannot.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty name")
+    } else if name == "." || name == ".." {
+        Some("relative path segment")
+    } else if name.contains(['/', '\\', '\0']) {
+        Some("slash, backslash or NUL in a name")
+    } else if name.starts_with('.') {
+        Some("names beginning with '.' are not served")
+    } else {
+        None
+    }
+}
+
+/// Repository order: children are sorted by a 64-bit FNV-1a hash of their name (then by
+/// name), which is deterministic but deliberately not alphabetical, as a real repository's
+/// order is not.
+fn repository_order(name: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// MIME type by file extension (`application/octet-stream` when unknown).
+pub(crate) fn mime_for(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" | "jpe" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "bmp" => "image/bmp",
+        "psd" => "image/vnd.adobe.photoshop",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "xml" => "application/xml",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Catalog {
+    /// Opens `dir` as the DAM root, with `state_dir` for digests and generated renditions
+    /// (created if missing; it must not lie inside `dir`). Nothing is ever written inside `dir`.
+    pub fn open(dir: &Path, state_dir: &Path, auth: Auth) -> anyhow::Result<Arc<Catalog>> {
+        let root = dir.canonicalize().with_context(|| format!("{}", dir.display()))?;
+        if !root.is_dir() {
+            bail!("{}: not a folder", dir.display());
+        }
+        fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create the state dir {}", state_dir.display()))?;
+        let state_dir = state_dir.canonicalize().with_context(|| format!("{}", state_dir.display()))?;
+        if state_dir.starts_with(&root) {
+            bail!(
+                "the state dir {} lies inside the served folder {}: choose one outside it",
+                state_dir.display(),
+                root.display()
+            );
+        }
+        let marker = state_dir.join("VERSION");
+        if !marker.exists() {
+            fs::write(&marker, STATE_VERSION)
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+        }
+        let renditions = Generator::new(&state_dir)?;
+        fs::create_dir_all(state_dir.join("digests"))
+            .with_context(|| format!("cannot create {}", state_dir.join("digests").display()))?;
+        Ok(Arc::new(Catalog {
+            root,
+            state_dir,
+            auth: RwLock::new(auth),
+            stall: watch::channel(false).0,
+            querybuilder: AtomicBool::new(true),
+            records: Mutex::new(VecDeque::new()),
+            sidecar: Mutex::new(None),
+            digests: Mutex::new(HashMap::new()),
+            digest_locks: KeyedLocks::default(),
+            renditions,
+        }))
+    }
+
+    /// The served folder (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The state dir (canonical).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Control for tests of damfs: replaces the accepted credentials; the next request is
+    /// checked against the new ones (so a token that worked can later answer 401).
+    pub fn set_auth(&self, auth: Auth) {
+        *self.auth.write() = auth;
+    }
+
+    /// The credentials accepted now.
+    pub(super) fn auth(&self) -> Auth {
+        self.auth.read().clone()
+    }
+
+    /// Control for tests of damfs: while `stall` is true, every new request waits before it
+    /// is answered, until the stall is cleared, the client goes away or the server shuts
+    /// down. Bodies already streaming are not held up.
+    pub fn set_stall(&self, stall: bool) {
+        self.stall.send_replace(stall);
+    }
+
+    /// A receiver of the stall flag.
+    pub(super) fn stall_watch(&self) -> watch::Receiver<bool> {
+        self.stall.subscribe()
+    }
+
+    /// Control for tests of damfs: with `false`, `/bin/querybuilder.json` answers 404, as it
+    /// does behind a dispatcher that blocks it. On by default.
+    pub fn set_querybuilder(&self, enabled: bool) {
+        self.querybuilder.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Whether QueryBuilder answers.
+    pub(super) fn querybuilder_enabled(&self) -> bool {
+        self.querybuilder.load(Ordering::Relaxed)
+    }
+
+    /// Control for tests of damfs: every request seen since the start (or the last
+    /// [`Catalog::clear_requests`]), oldest first. A record appears when the response head is
+    /// ready; its `bytes` count what the body has handed to the connection so far, so it is
+    /// complete once the client has read the whole body. A request whose client went away
+    /// before it was answered (e.g. while stalled) is recorded with status 499.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.records
+            .lock()
+            .iter()
+            .map(|r| RequestRecord {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                status: r.status,
+                bytes: r.bytes.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Control for tests of damfs: forgets every request recorded so far.
+    pub fn clear_requests(&self) {
+        self.records.lock().clear();
+    }
+
+    /// Records a request answered with `status`; the caller adds body bytes as they go.
+    pub(super) fn record(&self, method: &str, path: &str, status: u16) -> Arc<LiveRecord> {
+        let record = Arc::new(LiveRecord {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            bytes: AtomicU64::new(0),
+        });
+        let mut records = self.records.lock();
+        if records.len() >= MAX_RECORDS {
+            records.pop_front();
+        }
+        records.push_back(Arc::clone(&record));
+        record
+    }
+
+    /// The sidecar, re-read when its file changed. A sidecar that cannot be read or parsed is
+    /// logged once and served as empty.
+    pub(crate) fn sidecar(&self) -> Arc<Sidecar> {
+        let path = self.root.join(SIDECAR_NAME);
+        let stamp = fs::metadata(&path).ok().map(|m| Stamp::of(&m));
+        if let Some((cached, sidecar)) = &*self.sidecar.lock() {
+            if *cached == stamp {
+                return Arc::clone(sidecar);
+            }
+        }
+        let sidecar = match Sidecar::load(&self.root) {
+            Ok(sidecar) => Arc::new(sidecar),
+            Err(e) => {
+                log::warn!("{e:#}; serving without titles and tags");
+                Arc::new(Sidecar::default())
+            }
+        };
+        *self.sidecar.lock() = Some((stamp, Arc::clone(&sidecar)));
+        sidecar
+    }
+
+    /// The DAM root.
+    pub(crate) fn root_folder(&self) -> io::Result<Folder> {
+        let meta = fs::metadata(&self.root)?;
+        Ok(Folder {
+            rel: String::new(),
+            name: "dam".into(),
+            dir: self.root.clone(),
+            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+        })
+    }
+
+    /// What `segments` (checked names, relative to the root) name: a folder, an asset, or
+    /// nothing (missing, not a regular file or folder, or reached through a symbolic link that
+    /// leads out of the served folder).
+    pub(crate) fn lookup(&self, segments: &[String]) -> io::Result<Option<Entry>> {
+        if segments.is_empty() {
+            return self.root_folder().map(|f| Some(Entry::Folder(f)));
+        }
+        let mut path = self.root.clone();
+        for segment in segments {
+            if let Some(problem) = name_problem(segment) {
+                log::debug!("refusing {segment:?}: {problem}");
+                return Ok(None);
+            }
+            path.push(segment);
+        }
+        let canonical = match fs::canonicalize(&path) {
+            Ok(p) => p,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !canonical.starts_with(&self.root) {
+            log::debug!("{} leads out of the served folder", path.display());
+            return Ok(None);
+        }
+        let rel = segments.join("/");
+        let name = segments.last().cloned().unwrap_or_default();
+        entry_at(rel, name, canonical)
+    }
+
+    /// The children of `folder` in repository order: folders and regular files whose names
+    /// can be served; symbolic links only when they stay inside the served folder.
+    pub(crate) fn children(&self, folder: &Folder) -> io::Result<Vec<Child>> {
+        let mut children = Vec::new();
+        for dirent in fs::read_dir(&folder.dir)? {
+            let dirent = dirent?;
+            let Ok(name) = dirent.file_name().into_string() else {
+                log::debug!("skipping a name that is not UTF-8 in {}", folder.dir.display());
+                continue;
+            };
+            if name_problem(&name).is_some() {
+                continue;
+            }
+            let file_type = dirent.file_type()?;
+            let kind = if file_type.is_symlink() {
+                match self.symlink_kind(&dirent.path()) {
+                    Some(kind) => kind,
+                    None => continue,
+                }
+            } else if file_type.is_dir() {
+                Kind::Folder
+            } else if file_type.is_file() {
+                Kind::Asset
+            } else {
+                continue;
+            };
+            children.push(Child { name, kind });
+        }
+        children.sort_by_cached_key(|c| (repository_order(&c.name), c.name.clone()));
+        Ok(children)
+    }
+
+    /// The kind of what a symbolic link leads to, if it stays inside the served folder.
+    fn symlink_kind(&self, path: &Path) -> Option<Kind> {
+        let target = fs::canonicalize(path).ok()?;
+        if !target.starts_with(&self.root) {
+            log::debug!("{} leads out of the served folder", path.display());
+            return None;
+        }
+        let meta = fs::metadata(&target).ok()?;
+        if meta.is_dir() {
+            Some(Kind::Folder)
+        } else if meta.is_file() {
+            Some(Kind::Asset)
+        } else {
+            None
+        }
+    }
+
+    /// The entry for a listed child of `folder` (None if it vanished meanwhile).
+    pub(crate) fn child_entry(&self, folder: &Folder, child: &Child) -> io::Result<Option<Entry>> {
+        let rel = join_rel(&folder.rel, &child.name);
+        let path = folder.dir.join(&child.name);
+        entry_at(rel, child.name.clone(), path)
+    }
+
+    /// The title of a folder from the sidecar.
+    pub(crate) fn folder_title(&self, sidecar: &Sidecar, folder: &Folder) -> Option<String> {
+        sidecar.folders.get(&folder.rel).map(|f| f.title.clone()).filter(|t| !t.is_empty())
+    }
+
+    /// The metadata node of an asset (`jcr:content/metadata`), as Sling renders it.
+    pub(crate) async fn metadata(
+        self: &Arc<Self>,
+        sidecar: &Sidecar,
+        asset: &Asset,
+        needs: MetaNeeds,
+    ) -> anyhow::Result<Map<String, Value>> {
+        let mime = asset.mime();
+        let mut meta = Map::new();
+        meta.insert("jcr:primaryType".into(), json!("nt:unstructured"));
+        meta.insert("dc:format".into(), json!(mime));
+        meta.insert("dam:MIMEtype".into(), json!(mime));
+        meta.insert("dam:size".into(), json!(asset.size));
+        if let Some(ext) = asset.name.rsplit_once('.').map(|(_, e)| e.to_ascii_uppercase()) {
+            meta.insert("dam:Fileformat".into(), json!(ext));
+        }
+        let info = sidecar.assets.get(&asset.rel);
+        if let Some(title) = info.and_then(|i| i.title.as_ref()) {
+            meta.insert("dc:title".into(), json!(title));
+        }
+        if let Some(description) = info.and_then(|i| i.description.as_ref()) {
+            meta.insert("dc:description".into(), json!(description));
+        }
+        if let Some(creator) = info.and_then(|i| i.creator.as_ref()) {
+            meta.insert("dc:creator".into(), json!(creator));
+        }
+        let tags = info.map(|i| i.tags.clone()).unwrap_or_default();
+        meta.insert("cq:tags".into(), json!(tags));
+        if needs.sha1 {
+            let digest = self.sha1(asset).await.with_context(|| format!("cannot hash {}", asset.rel))?;
+            meta.insert("dam:sha1".into(), json!(digest));
+        }
+        if needs.dims && mime.starts_with("image/") {
+            let file = asset.file.clone();
+            let dims = tokio::task::spawn_blocking(move || image_dimensions(&file)).await?;
+            if let Some((width, height)) = dims {
+                meta.insert("tiff:ImageWidth".into(), json!(width));
+                meta.insert("tiff:ImageLength".into(), json!(height));
+            }
+        }
+        Ok(meta)
+    }
+
+    /// The SHA-1 of an asset's bytes in hex, computed once per size and mtime and kept in
+    /// memory and in the state dir.
+    pub(crate) async fn sha1(self: &Arc<Self>, asset: &Asset) -> anyhow::Result<String> {
+        let stamp = asset.stamp();
+        if let Some(hex) = self.cached_digest(&asset.rel, stamp) {
+            return Ok(hex);
+        }
+        let _turn = self.digest_locks.lock(&asset.rel).await;
+        if let Some(hex) = self.cached_digest(&asset.rel, stamp) {
+            return Ok(hex);
+        }
+        let this = Arc::clone(self);
+        let asset = asset.clone();
+        tokio::task::spawn_blocking(move || this.compute_digest(&asset, stamp)).await?
+    }
+
+    fn cached_digest(&self, rel: &str, stamp: Stamp) -> Option<String> {
+        match self.digests.lock().get(rel) {
+            Some((cached, hex)) if *cached == stamp => Some(hex.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reads the digest from the state dir, or hashes the file and stores it there.
+    fn compute_digest(&self, asset: &Asset, stamp: Stamp) -> anyhow::Result<String> {
+        let store = self.state_dir.join("digests").join(short_hash(&asset.rel));
+        let stored = fs::read_to_string(&store).ok();
+        if let Some(hex) = stored.and_then(|text| parse_digest_line(&text, stamp, &asset.rel)) {
+            self.digests.lock().insert(asset.rel.clone(), (stamp, hex.clone()));
+            return Ok(hex);
+        }
+        let mut file = fs::File::open(&asset.file)?;
+        let mut hasher = sha1::Sha1::new();
+        let mut buffer = vec![0u8; HASH_BUFFER];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buffer[..n]);
+        }
+        let hex = to_hex(&hasher.finalize());
+        // Keep the digest only if the file did not change while it was read.
+        if fs::metadata(&asset.file).map(|m| Stamp::of(&m)).ok() == Some(stamp) {
+            let line = format!("{} {} {} {}\n", stamp.size, stamp.mtime_ns, hex, asset.rel);
+            if let Err(e) = write_atomically(&store, line.as_bytes()) {
+                log::warn!("cannot store the digest of {}: {e}", asset.rel);
+            }
+            self.digests.lock().insert(asset.rel.clone(), (stamp, hex.clone()));
+        }
+        Ok(hex)
+    }
+}
+
+/// The entry at `path` (already known to be inside the served folder).
+fn entry_at(rel: String, name: String, path: PathBuf) -> io::Result<Option<Entry>> {
+    let meta = match fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if is_missing(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    if meta.is_dir() {
+        Ok(Some(Entry::Folder(Folder { rel, name, dir: path, mtime })))
+    } else if meta.is_file() {
+        Ok(Some(Entry::Asset(Asset { rel, name, file: path, size: meta.len(), mtime })))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Errors that mean "there is nothing there".
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+/// `parent/name`, or `name` under the root.
+pub(crate) fn join_rel(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
+}
+
+/// Width and height from the image header, without decoding pixels; None for files the
+/// compiled-in decoders do not recognize.
+fn image_dimensions(path: &Path) -> Option<(u32, u32)> {
+    match image::ImageReader::open(path).and_then(|r| r.with_guessed_format()) {
+        Ok(reader) => reader.into_dimensions().ok(),
+        Err(_) => None,
+    }
+}
+
+/// Lower-case hex.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A file-name-safe fixed-length key for a relative path (32 hex digits of its SHA-256).
+pub(crate) fn short_hash(rel: &str) -> String {
+    to_hex(&sha2::Sha256::digest(rel.as_bytes())[..16])
+}
+
+/// The digest in a stored line `size mtime_ns sha1 rel`, if it matches `stamp` and `rel`.
+fn parse_digest_line(text: &str, stamp: Stamp, rel: &str) -> Option<String> {
+    let line = text.strip_suffix('\n')?;
+    let mut parts = line.splitn(4, ' ');
+    let size: u64 = parts.next()?.parse().ok()?;
+    let mtime_ns: u64 = parts.next()?.parse().ok()?;
+    let hex = parts.next()?;
+    let stored_rel = parts.next()?;
+    let valid = hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    (Stamp { size, mtime_ns } == stamp && stored_rel == rel && valid).then(|| hex.to_string())
+}
+
+/// Writes `bytes` to a temporary name beside `path`, then renames it into place.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_name(path);
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// A name beside `path` that no other writer (thread or process) uses.
+pub(crate) fn temp_name(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{n}-{name}", std::process::id()))
+}
+
+/// One async lock per key, for work that must happen once per key at a time (hashing or
+/// generating renditions of one asset). Entries disappear once nobody holds or waits for them.
+#[derive(Default)]
+pub(crate) struct KeyedLocks {
+    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    /// Waits for the turn of `key`.
+    pub async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.map.lock();
+            if map.len() > 256 {
+                map.retain(|_, weak| weak.strong_count() > 0);
+            }
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_never_served() {
+        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "a\0b", ".damfs-sidecar.json"] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["a", "Café au lait.jpg", "a+b (1).jpg", "日本 庭園.png", "x..y"] {
+            assert!(name_problem(good).is_none(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn digest_lines_round_trip_and_reject_stale() {
+        let stamp = Stamp { size: 5, mtime_ns: 7 };
+        let hex = "a".repeat(40);
+        let line = format!("5 7 {hex} a b/c.jpg\n");
+        assert_eq!(parse_digest_line(&line, stamp, "a b/c.jpg"), Some(hex.clone()));
+        assert_eq!(parse_digest_line(&line, Stamp { size: 5, mtime_ns: 8 }, "a b/c.jpg"), None);
+        assert_eq!(parse_digest_line(&line, stamp, "other"), None);
+        assert_eq!(parse_digest_line("garbage", stamp, "a b/c.jpg"), None);
+    }
+
+    #[test]
+    fn mime_by_extension() {
+        assert_eq!(mime_for("a.JPG"), "image/jpeg");
+        assert_eq!(mime_for("a.png"), "image/png");
+        assert_eq!(mime_for("notes.txt"), "text/plain");
+        assert_eq!(mime_for("big.bin"), "application/octet-stream");
+        assert_eq!(mime_for("noext"), "application/octet-stream");
+    }
+}

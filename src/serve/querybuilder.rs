@@ -1,0 +1,478 @@
+//! `/bin/querybuilder.json`: the QueryBuilder predicates damfs uses, evaluated by walking the
+//! served folder. Supported: `path` (with `path.flat`), `type` (`dam:Asset`, or a folder
+//! type), `fulltext` (every word, case-insensitive, matched against the words of the name,
+//! title, description, tag IDs and tag titles; a trailing `*` matches a prefix), `tagid` (the
+//! tag or any sub-tag; several must all match), `p.limit` (10 by default, -1 for all),
+//! `p.offset`, `p.hits` (`simple`, `selective` with `p.properties`, `full` with `p.nodedepth`).
+//! Other predicates are ignored, as are ordering predicates: hits come in repository order,
+//! depth first. The node trees hits are cut from come from `sling`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::catalog::{Asset, Catalog, Entry, Folder, MetaNeeds, name_problem};
+use super::reply::{HttpError, HttpResult, blocking};
+use super::sling::{self, Node};
+use crate::sidecar::Sidecar;
+
+/// `p.limit` when the query names none, as on AEM.
+const DEFAULT_LIMIT: u64 = 10;
+
+/// How hits are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hits {
+    Simple,
+    Selective,
+    Full,
+}
+
+/// A parsed query.
+#[derive(Debug)]
+struct Query {
+    path: Option<String>,
+    flat: bool,
+    node_type: Option<String>,
+    fulltext: Vec<Word>,
+    tagids: Vec<String>,
+    /// None: all.
+    limit: Option<u64>,
+    offset: u64,
+    hits: Hits,
+    properties: Vec<String>,
+    node_depth: u32,
+}
+
+/// One full-text word: a word to equal, or a prefix (`hik*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Word {
+    text: String,
+    prefix: bool,
+}
+
+/// The words of a text, lower-cased (split at everything that is not a letter or digit).
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+fn parse_fulltext(text: &str) -> Vec<Word> {
+    let mut out = Vec::new();
+    for term in text.split_whitespace() {
+        let prefix = term.ends_with('*');
+        let parts: Vec<String> = words(term).collect();
+        let count = parts.len();
+        for (i, text) in parts.into_iter().enumerate() {
+            out.push(Word { text, prefix: prefix && i + 1 == count });
+        }
+    }
+    out
+}
+
+fn parse_bool(key: &str, value: &str) -> HttpResult<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        _ => Err(HttpError::bad_request(format!("{key}: expected true or false, got {value:?}"))),
+    }
+}
+
+impl Query {
+    fn parse(params: &[(String, String)]) -> HttpResult<Query> {
+        let mut query = Query {
+            path: None,
+            flat: false,
+            node_type: None,
+            fulltext: Vec::new(),
+            tagids: Vec::new(),
+            limit: Some(DEFAULT_LIMIT),
+            offset: 0,
+            hits: Hits::Simple,
+            properties: Vec::new(),
+            node_depth: 0,
+        };
+        for (key, value) in params {
+            match key.as_str() {
+                "path" => query.path = Some(value.clone()),
+                "path.flat" => query.flat = parse_bool(key, value)?,
+                "type" => query.node_type = Some(value.clone()),
+                "fulltext" => query.fulltext.extend(parse_fulltext(value)),
+                "tagid" => {
+                    let id = sling::canonical_tag_id(value)
+                        .ok_or_else(|| HttpError::bad_request(format!("tagid: {value:?} is not a tag ID")))?;
+                    query.tagids.push(id);
+                }
+                "p.limit" => {
+                    let limit: i64 = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| HttpError::bad_request(format!("p.limit: not a number: {value:?}")))?;
+                    query.limit = u64::try_from(limit).ok();
+                }
+                "p.offset" => {
+                    query.offset = value.trim().parse().map_err(|_| {
+                        HttpError::bad_request(format!("p.offset: not a non-negative number: {value:?}"))
+                    })?
+                }
+                "p.hits" => {
+                    query.hits = match value.as_str() {
+                        "simple" => Hits::Simple,
+                        "selective" => Hits::Selective,
+                        "full" => Hits::Full,
+                        other => {
+                            return Err(HttpError::bad_request(format!(
+                                "p.hits: {other:?} is none of simple, selective, full"
+                            )));
+                        }
+                    }
+                }
+                "p.properties" => query.properties.extend(value.split_whitespace().map(str::to_string)),
+                "p.nodedepth" => {
+                    query.node_depth = value.trim().parse().map_err(|_| {
+                        HttpError::bad_request(format!("p.nodedepth: not a non-negative number: {value:?}"))
+                    })?
+                }
+                other => log::debug!("querybuilder: ignoring predicate {other:?}"),
+            }
+        }
+        Ok(query)
+    }
+
+    fn wants_assets(&self) -> bool {
+        matches!(self.node_type.as_deref(), None | Some("dam:Asset"))
+    }
+
+    fn wants_folders(&self) -> bool {
+        matches!(self.node_type.as_deref(), None | Some("sling:Folder" | "sling:OrderedFolder" | "nt:folder"))
+    }
+}
+
+/// Where to search: the folder (as relative names) and whether only its children count.
+enum Scope {
+    Nothing,
+    Folder { segments: Vec<String>, flat: bool },
+}
+
+fn scope(query: &Query) -> HttpResult<Scope> {
+    let Some(path) = query.path.as_deref() else {
+        return Ok(Scope::Folder { segments: Vec::new(), flat: query.flat });
+    };
+    let path = path.trim_end_matches('/');
+    if path == "/content/dam" {
+        return Ok(Scope::Folder { segments: Vec::new(), flat: query.flat });
+    }
+    if let Some(rest) = path.strip_prefix("/content/dam/") {
+        let segments: Vec<String> = rest.split('/').map(str::to_string).collect();
+        if let Some(problem) = segments.iter().find_map(|s| name_problem(s)) {
+            return Err(HttpError::bad_request(format!("path: {problem}")));
+        }
+        return Ok(Scope::Folder { segments, flat: query.flat });
+    }
+    // An ancestor of /content/dam holds every asset below it, but none as a direct child.
+    if (path.is_empty() || path == "/content") && !query.flat {
+        return Ok(Scope::Folder { segments: Vec::new(), flat: false });
+    }
+    Ok(Scope::Nothing)
+}
+
+/// Folders and assets under `start` (its children only when `flat`), depth first in
+/// repository order; a folder reached twice through symbolic links is walked once.
+fn collect(catalog: &Catalog, start: &Folder, flat: bool) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    walk(catalog, start, flat, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn walk(
+    catalog: &Catalog,
+    folder: &Folder,
+    flat: bool,
+    seen: &mut HashSet<std::path::PathBuf>,
+    out: &mut Vec<Entry>,
+) -> std::io::Result<()> {
+    if let Ok(canonical) = folder.dir.canonicalize() {
+        if !seen.insert(canonical) {
+            return Ok(());
+        }
+    }
+    for child in catalog.children(folder)? {
+        match catalog.child_entry(folder, &child)? {
+            Some(Entry::Folder(sub)) => {
+                out.push(Entry::Folder(sub.clone()));
+                if !flat {
+                    walk(catalog, &sub, flat, seen, out)?;
+                }
+            }
+            Some(asset) => out.push(asset),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether the tags of an asset satisfy every `tagid` of the query.
+fn tags_match(sidecar: &Sidecar, asset: &Asset, tagids: &[String]) -> bool {
+    if tagids.is_empty() {
+        return true;
+    }
+    let carried: Vec<String> = sidecar
+        .assets
+        .get(&asset.rel)
+        .map(|info| info.tags.iter().filter_map(|t| sling::canonical_tag_id(t)).collect())
+        .unwrap_or_default();
+    tagids.iter().all(|wanted| {
+        carried.iter().any(|tag| {
+            if wanted.ends_with(':') {
+                tag.starts_with(wanted.as_str())
+            } else {
+                tag == wanted || tag.strip_prefix(wanted.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            }
+        })
+    })
+}
+
+/// The words an entry is found by.
+fn haystack(sidecar: &Sidecar, catalog: &Catalog, entry: &Entry) -> HashSet<String> {
+    let mut texts = Vec::new();
+    match entry {
+        Entry::Folder(folder) => {
+            texts.push(folder.name.clone());
+            texts.extend(catalog.folder_title(sidecar, folder));
+        }
+        Entry::Asset(asset) => {
+            texts.push(asset.name.clone());
+            if let Some(info) = sidecar.assets.get(&asset.rel) {
+                texts.extend(info.title.clone());
+                texts.extend(info.description.clone());
+                for tag in &info.tags {
+                    texts.push(tag.clone());
+                    texts.extend(sling::tag_titles(sidecar, tag));
+                }
+            }
+        }
+    }
+    texts.iter().flat_map(|t| words(t)).collect()
+}
+
+fn fulltext_match(haystack: &HashSet<String>, wanted: &[Word]) -> bool {
+    wanted.iter().all(|w| {
+        if w.prefix { haystack.iter().any(|h| h.starts_with(&w.text)) } else { haystack.contains(&w.text) }
+    })
+}
+
+fn dam_path(rel: &str) -> String {
+    if rel.is_empty() { "/content/dam".into() } else { format!("/content/dam/{rel}") }
+}
+
+/// Runs a query.
+pub(crate) async fn search(catalog: &Arc<Catalog>, params: &[(String, String)]) -> HttpResult<Value> {
+    let query = Query::parse(params)?;
+    let sidecar = catalog.sidecar();
+    let matches = match scope(&query)? {
+        Scope::Nothing => Vec::new(),
+        Scope::Folder { segments, flat } => {
+            let (catalog2, sidecar2) = (Arc::clone(catalog), Arc::clone(&sidecar));
+            let (assets, folders) = (query.wants_assets(), query.wants_folders());
+            let (fulltext, tagids) = (query.fulltext.clone(), query.tagids.clone());
+            blocking("cannot search the folder", move || {
+                let start = match catalog2.lookup(&segments)? {
+                    Some(Entry::Folder(folder)) => folder,
+                    _ => return Ok(Vec::new()),
+                };
+                let all = collect(&catalog2, &start, flat)?;
+                Ok(all
+                    .into_iter()
+                    .filter(|entry| match entry {
+                        Entry::Asset(asset) => assets && tags_match(&sidecar2, asset, &tagids),
+                        Entry::Folder(_) => folders && tagids.is_empty(),
+                    })
+                    .filter(|entry| {
+                        fulltext.is_empty()
+                            || fulltext_match(&haystack(&sidecar2, &catalog2, entry), &fulltext)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?
+        }
+    };
+    let total = matches.len() as u64;
+    let start = query.offset.min(total);
+    let end = query.limit.map_or(total, |limit| start.saturating_add(limit).min(total));
+    let page = &matches[usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(matches.len())];
+    let mut hits = Vec::with_capacity(page.len());
+    for entry in page {
+        hits.push(hit(catalog, &sidecar, &query, entry).await?);
+    }
+    Ok(json!({
+        "success": true,
+        "results": hits.len(),
+        "total": total,
+        "more": end < total,
+        "offset": start,
+        "hits": hits,
+    }))
+}
+
+/// Which costly parts of the node trees a query's hits show.
+fn needs(query: &Query) -> (MetaNeeds, bool) {
+    match query.hits {
+        Hits::Simple => (MetaNeeds { sha1: false, dims: false }, false),
+        Hits::Full => {
+            let depth = query.node_depth;
+            let meta = if depth >= 2 { MetaNeeds::ALL } else { MetaNeeds { sha1: false, dims: false } };
+            (meta, sling::needs_renditions(&[], depth))
+        }
+        Hits::Selective => {
+            let mut meta = MetaNeeds { sha1: false, dims: false };
+            let mut renditions = false;
+            for p in &query.properties {
+                if p == "jcr:content/metadata" {
+                    meta = MetaNeeds::ALL;
+                } else if p == "jcr:content/metadata/dam:sha1" {
+                    meta.sha1 = true;
+                } else if p.starts_with("jcr:content/metadata/tiff:") {
+                    meta.dims = true;
+                }
+                renditions |= p.starts_with("jcr:content/renditions/");
+            }
+            (meta, renditions)
+        }
+    }
+}
+
+async fn hit(catalog: &Arc<Catalog>, sidecar: &Sidecar, query: &Query, entry: &Entry) -> HttpResult<Value> {
+    let (rel, name, mtime) = match entry {
+        Entry::Folder(f) => (&f.rel, &f.name, f.mtime),
+        Entry::Asset(a) => (&a.rel, &a.name, a.mtime),
+    };
+    let path = dam_path(rel);
+    if query.hits == Hits::Simple {
+        let (title, excerpt) = match entry {
+            Entry::Folder(f) => (catalog.folder_title(sidecar, f), None),
+            Entry::Asset(a) => {
+                let info = sidecar.assets.get(&a.rel);
+                (info.and_then(|i| i.title.clone()), info.and_then(|i| i.description.clone()))
+            }
+        };
+        return Ok(json!({
+            "path": path,
+            "excerpt": excerpt.unwrap_or_default(),
+            "name": name,
+            "title": title.unwrap_or_else(|| name.clone()),
+            "lastModified": sling::short_date(mtime),
+            "created": sling::short_date(mtime),
+        }));
+    }
+    let node = node_of(catalog, sidecar, query, entry).await?;
+    let mut out = Map::new();
+    match query.hits {
+        Hits::Full => {
+            if let Value::Object(map) = node.render(query.node_depth) {
+                out = map;
+            }
+            out.insert("jcr:path".into(), json!(path));
+        }
+        _ => {
+            for property in &query.properties {
+                let value = if property == "jcr:path" { Some(json!(path)) } else { node.lookup(property) };
+                if let Some(value) = value {
+                    insert_nested(&mut out, property, value);
+                }
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+async fn node_of(
+    catalog: &Arc<Catalog>,
+    sidecar: &Sidecar,
+    query: &Query,
+    entry: &Entry,
+) -> HttpResult<Node> {
+    match entry {
+        Entry::Folder(folder) => Ok(sling::folder_shell(catalog, sidecar, folder)),
+        Entry::Asset(asset) => {
+            let (meta, with_renditions) = needs(query);
+            let metadata = catalog
+                .metadata(sidecar, asset, meta)
+                .await
+                .map_err(|e| HttpError::internal(&format!("metadata of {}", asset.rel), e))?;
+            let renditions = if with_renditions {
+                Some(
+                    catalog
+                        .renditions
+                        .list(asset)
+                        .await
+                        .map_err(|e| HttpError::internal(&format!("renditions of {}", asset.rel), e))?,
+                )
+            } else {
+                None
+            };
+            Ok(sling::asset_tree(asset, metadata, renditions.as_deref()))
+        }
+    }
+}
+
+/// Puts `value` at the relative path `a/b/c` as nested objects: `{"a":{"b":{"c":value}}}`.
+fn insert_nested(out: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut parts = path.split('/').peekable();
+    let mut map = out;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        let slot = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        match slot {
+            Value::Object(inner) => map = inner,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_properties() {
+        let mut out = Map::new();
+        insert_nested(&mut out, "jcr:path", json!("/content/dam/a.jpg"));
+        insert_nested(&mut out, "jcr:content/jcr:lastModified", json!("d"));
+        insert_nested(&mut out, "jcr:content/metadata/dam:size", json!(5));
+        insert_nested(&mut out, "jcr:content/metadata/dc:format", json!("image/jpeg"));
+        assert_eq!(
+            Value::Object(out),
+            json!({"jcr:path": "/content/dam/a.jpg",
+                   "jcr:content": {"jcr:lastModified": "d",
+                                   "metadata": {"dam:size": 5, "dc:format": "image/jpeg"}}})
+        );
+    }
+
+    #[test]
+    fn fulltext_words() {
+        let hay: HashSet<String> = words("Hiking in the Alps.jpg we-retail:activity/hiking Café").collect();
+        assert!(fulltext_match(&hay, &parse_fulltext("hiking ALPS")));
+        assert!(fulltext_match(&hay, &parse_fulltext("café")));
+        assert!(fulltext_match(&hay, &parse_fulltext("hik*")));
+        assert!(!fulltext_match(&hay, &parse_fulltext("hik")));
+        assert!(!fulltext_match(&hay, &parse_fulltext("hiking beach")));
+        assert!(fulltext_match(&hay, &parse_fulltext("we-retail:activity")));
+    }
+
+    #[test]
+    fn limits() {
+        let p = |pairs: &[(&str, &str)]| {
+            Query::parse(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
+        };
+        assert_eq!(p(&[]).map(|q| q.limit).ok(), Some(Some(10)));
+        assert_eq!(p(&[("p.limit", "-1")]).map(|q| q.limit).ok(), Some(None));
+        assert!(p(&[("p.limit", "ten")]).is_err());
+        assert!(p(&[("p.hits", "everything")]).is_err());
+    }
+}
