@@ -153,7 +153,7 @@ fn report(ready: &mut Option<OwnedFd>, text: &str) {
 /// The daemon: sets everything up, mounts, reports, serves until unmounted.
 fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result<()> {
     let setup = setup(&config);
-    let (runtime, mut session, vfs) = match setup {
+    let (runtime, session, vfs) = match setup {
         Ok(parts) => parts,
         Err(e) => {
             let text =
@@ -164,7 +164,6 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
         }
     };
     let _ = std::env::set_current_dir("/");
-    let mut unmounter = session.unmount_callable();
     let mountpoint = config.mountpoint.clone();
     runtime.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -178,8 +177,8 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
             _ = int.recv() => {}
         }
         log::info!("signal received: unmounting {}", mountpoint.display());
-        if let Err(e) = unmounter.unmount() {
-            log::error!("cannot unmount {}: {e}", mountpoint.display());
+        if let Err(e) = detach(&mountpoint) {
+            log::error!("cannot unmount {}: {e:#}", mountpoint.display());
         }
     });
     log::info!("{} mounted on {}", config.remote_url, config.mountpoint.display());
@@ -202,7 +201,7 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
         .context("cannot start the I/O runtime")?;
     let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id())?);
     let client = Arc::new(AemClient::new(config.aem.clone())?);
-    let check = runtime.block_on(tokio::time::timeout(config.fetch_timeout, client.check(&config.root)));
+    let check = runtime.block_on(async { tokio::time::timeout(config.fetch_timeout, client.check(&config.root)).await });
     let unreachable = match check {
         Ok(Ok(())) => None,
         Ok(Err(e)) => match e.kind {
@@ -248,10 +247,62 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
     options.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
     options.n_threads = Some(FUSE_THREADS);
     options.clone_fd = true;
-    let session = fuser::Session::new(fs, &config.mountpoint, &options)
-        .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let session = if unsafe { libc::geteuid() } == 0 {
+        // Root mounts with mount(2) itself, so the kernel records the type as fuse.damfs.
+        let fd = kernel_mount(config).with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
+        fuser::Session::from_fd(fs, fd, options.acl, options.clone())
+            .with_context(|| format!("the FUSE handshake on {} failed", config.mountpoint.display()))?
+    } else {
+        fuser::Session::new(fs, &config.mountpoint, &options)
+            .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?
+    };
     let _ = notifier.set(session.notifier());
     Ok((runtime, session, vfs))
+}
+
+/// Mounts /dev/fuse on the mount point read-only as type `fuse.damfs` and returns the
+/// device descriptor the session serves.
+fn kernel_mount(config: &MountConfig) -> anyhow::Result<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").context("/dev/fuse")?;
+    let fd = OwnedFd::from(dev);
+    let mode = std::fs::metadata(&config.mountpoint)?.mode() & libc::S_IFMT;
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut data = format!("fd={},rootmode={mode:o},user_id={uid},group_id={gid},default_permissions", fd.as_raw_fd());
+    if config.allow_other {
+        data.push_str(",allow_other");
+    }
+    let source = CString::new(config.remote_url.as_str()).context("REMOTE_URL contains NUL")?;
+    let target = CString::new(config.mountpoint.as_os_str().as_bytes()).context("mount point contains NUL")?;
+    let fstype = CString::new("fuse.damfs").context("fstype")?;
+    let data = CString::new(data).context("mount data")?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME;
+    // SAFETY: valid NUL-terminated strings; the data string outlives the call.
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("mount(2)");
+    }
+    Ok(fd)
+}
+
+/// Lazily unmounts `path` (as root: umount2 MNT_DETACH; otherwise fusermount3 -uz).
+fn detach(path: &Path) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let target = CString::new(path.as_os_str().as_bytes()).context("mount point")?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("umount2");
+        }
+        return Ok(());
+    }
+    let status = Command::new("fusermount3").arg("-uz").arg(path).status().context("cannot run fusermount3")?;
+    if !status.success() {
+        bail!("fusermount3 -uz failed ({status})");
+    }
+    Ok(())
 }
 
 /// Polls until `path` is a mount point, up to `timeout`.

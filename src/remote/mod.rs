@@ -18,6 +18,8 @@ mod sling;
 pub mod tags;
 mod url;
 
+pub use url::encode_segment;
+
 use std::fmt;
 use std::future::Future;
 use std::ops::Range;

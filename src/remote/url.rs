@@ -19,8 +19,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'
 /// The DAM root as an absolute repository path.
 pub(crate) const DAM_ROOT: &str = "/content/dam";
 
-/// Percent-encodes one path segment.
-pub(crate) fn encode_segment(segment: &str) -> String {
+/// Percent-encodes one path segment (RFC 3986 unreserved characters stay as they are).
+pub fn encode_segment(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
 }
 

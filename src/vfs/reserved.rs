@@ -31,10 +31,7 @@ pub fn metadata_json(manifest: &Manifest, remote_url: &str) -> Vec<u8> {
 /// The URL of an asset's original on the remote (for `user.dam.remote`): percent-encoded
 /// per segment, never with credentials.
 pub fn remote_asset_url(remote_url: &str, asset: &str) -> String {
-    let encoded: Vec<String> = asset
-        .split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
-        .collect();
+    let encoded: Vec<String> = asset.split('/').map(crate::remote::encode_segment).collect();
     format!("{}/content/dam/{}", remote_url.trim_end_matches('/'), encoded.join("/"))
 }
 
