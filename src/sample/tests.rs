@@ -113,7 +113,7 @@ fn writes_the_requested_number_of_assets() {
 }
 
 #[test]
-fn default_size_has_one_folder_of_at_least_1000_assets() {
+fn default_size_has_one_folder_of_at_least_1000_assets_and_varied_pictures() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sample");
     let summary = sample(&dir, 1200, 1, MIB);
@@ -129,6 +129,17 @@ fn default_size_has_one_folder_of_at_least_1000_assets() {
     assert!(folders.contains("we-retail/fr/Collection été"));
     assert!(folders.contains("documents"));
     assert!(folders.contains("panoramas"));
+
+    let sizes: Vec<u64> = files
+        .iter()
+        .filter(|(r, _)| r.ends_with(".jpg") || r.ends_with(".png"))
+        .filter(|(r, _)| r != LARGE_ASSET)
+        .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(sizes.iter().any(|&s| s < 8 * KIB), "small pictures");
+    assert!(sizes.iter().any(|&s| s > 100 * KIB), "pictures of hundreds of KiB");
+    assert!(sizes.iter().all(|&s| s < 2 * MIB), "no other picture is large");
+    assert!(files.iter().any(|(r, _)| r.ends_with(".png") && !r.starts_with(BULK_FOLDER)));
 }
 
 #[test]
@@ -154,22 +165,6 @@ fn pictures_decode_and_the_large_asset_is_large_enough() {
     assert_eq!(summary.large_asset, Some((LARGE_ASSET.to_string(), len)));
     let picture = image::open(&large_path).unwrap();
     assert!(u64::from(picture.width()) * u64::from(picture.height()) * 3 <= len);
-}
-
-#[test]
-fn jpeg_and_png_sizes_vary_from_small_to_hundreds_of_kib() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("sample");
-    sample(&dir, 400, 1, 0);
-    let sizes: Vec<u64> = assets(&dir)
-        .iter()
-        .filter(|(r, _)| r.ends_with(".jpg") || r.ends_with(".png"))
-        .map(|(_, p)| std::fs::metadata(p).unwrap().len())
-        .collect();
-    assert!(sizes.iter().any(|&s| s < 8 * KIB));
-    assert!(sizes.iter().any(|&s| s > 100 * KIB));
-    assert!(sizes.iter().all(|&s| s < 2 * MIB));
-    assert!(assets(&dir).iter().any(|(r, _)| r.ends_with(".png") && !r.contains("/hiking/")));
 }
 
 #[test]
