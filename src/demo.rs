@@ -101,11 +101,12 @@ fn print_tour(mountpoint: &Path, url: &str) {
     println!(
         "\nThe sample DAM at {url} is mounted read-only on {m}.\n\
          Try, in another terminal:\n\
-         \n  ls -l {m}/we-retail/en/activities\
-         \n  ls {m}/we-retail/en/activities/.renditions/*/ | head\
-         \n  cat {m}/we-retail/en/activities/.metadata/*.json | head -40\
-         \n  getfattr -d {m}/we-retail/en/activities/*.jpg | head\
-         \n  ls -lR {m}/.tags | head -30\
+         \n  ls -l {m}/we-retail/en/activities/hiking | head\
+         \n  cat {m}/we-retail/en/activities/hiking/hiking-0001.jpg > /tmp/hiking.jpg\
+         \n  ls -l {m}/we-retail/en/activities/hiking/.renditions/hiking-0001.jpg/\
+         \n  cat {m}/we-retail/en/activities/hiking/.metadata/hiking-0001.jpg.json\
+         \n  getfattr -d {m}/we-retail/en/activities/hiking/hiking-0001.jpg\
+         \n  find {m}/.tags\
          \n  touch {m}/x          (Read-only file system)\
          \n\nPress Ctrl-C to unmount.\n"
     );

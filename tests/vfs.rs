@@ -1,0 +1,251 @@
+//! The namespace and materializer against the fake remote: the mount's behaviour without a
+//! kernel mount, fast and with exact request counts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use damfs::cache::Cache;
+use damfs::error::FsError;
+use damfs::remote::RemoteErrorKind;
+use damfs::remote::fake::{FakeAsset, FakeRemote, Method};
+use damfs::vfs::dir::Formats;
+use damfs::vfs::inode::ROOT_INO;
+use damfs::vfs::{Kind, Vfs, VfsConfig};
+use tokio::time::Instant;
+
+const RENDITIONS: [&str; 4] =
+    ["cq5dam.thumbnail.48.48.png", "cq5dam.thumbnail.140.100.png", "cq5dam.thumbnail.319.319.png", "cq5dam.web.1280.1280.jpeg"];
+
+fn asset(seed: u8, len: usize) -> FakeAsset {
+    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
+    let mut a = FakeAsset::new(bytes).with_format("image/jpeg").with_title(&format!("Asset {seed}"));
+    for (i, r) in RENDITIONS.iter().enumerate() {
+        a = a.with_rendition(r, vec![seed.wrapping_add(i as u8); 100 + i]);
+    }
+    a
+}
+
+fn remote() -> Arc<FakeRemote> {
+    let remote = FakeRemote::new();
+    remote.add_folder("we");
+    remote.add_asset("we/a.jpg", asset(3, 5000).with_tags(&["ns:x/y"]));
+    remote.add_asset("we/b.jpg", asset(5, 7000));
+    remote.add_asset("we/doc.pdf", FakeAsset::new(b"%PDF".to_vec()).with_format("application/pdf"));
+    remote.add_asset("we/.renditions", asset(9, 10));
+    remote.add_tag("ns:x/y", "Why", None);
+    Arc::new(remote)
+}
+
+struct Setup {
+    vfs: Arc<Vfs<FakeRemote>>,
+    remote: Arc<FakeRemote>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(remote: Arc<FakeRemote>, timeout: Duration, threshold: u64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake").unwrap());
+    let config = VfsConfig {
+        root: String::new(),
+        remote_url: "http://dam".into(),
+        fetch_timeout: timeout,
+        dir_ttl: Duration::from_secs(60),
+        formats: Formats::Images,
+    };
+    let vfs = Vfs::new(config, Arc::clone(&remote), cache, threshold);
+    Setup { vfs, remote, _dir: dir }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+async fn read_all(vfs: &Arc<Vfs<FakeRemote>>, ino: u64) -> Result<Vec<u8>, FsError> {
+    let opened = vfs.open(ino, libc::O_RDONLY, soon()).await?;
+    let mut out = Vec::new();
+    loop {
+        let chunk = vfs.read(opened.fh, out.len() as u64, 4096, soon()).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    vfs.release(opened.fh);
+    Ok(out)
+}
+
+#[tokio::test]
+async fn listing_shows_images_with_sizes_and_fetches_no_bytes() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap();
+    assert_eq!(we.attr.kind, Kind::Dir);
+    let items = s.vfs.readdir(we.attr.ino, soon()).await.unwrap();
+    let names: Vec<_> = items.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["a.jpg", "b.jpg"], "pdf hidden, .. and reserved names left out");
+    assert_eq!(items[0].entry.attr.size, 5000);
+    assert_eq!(items[0].entry.attr.perm, 0o444);
+    assert_eq!(s.remote.calls(Method::Fetch), 0);
+    assert_eq!(s.remote.calls(Method::AssetMetadata), 0);
+    // Inode numbers are stable for a path.
+    let again = s.vfs.lookup(we.attr.ino, "a.jpg", soon()).await.unwrap();
+    assert_eq!(again.attr.ino, items[0].entry.attr.ino);
+    assert!(matches!(s.vfs.lookup(we.attr.ino, "doc.pdf", soon()).await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn first_open_materializes_everything_once() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    let bytes = read_all(&s.vfs, a).await.unwrap();
+    assert_eq!(bytes.len(), 5000);
+    for r in ["original"].iter().chain(RENDITIONS.iter()) {
+        assert_eq!(s.remote.fetch_count("we/a.jpg", r), 1, "{r}");
+    }
+    let before = s.remote.counts().total();
+    assert_eq!(read_all(&s.vfs, a).await.unwrap(), bytes);
+    let rdir = s.vfs.lookup(we, ".renditions", soon()).await.unwrap().attr.ino;
+    let of_a = s.vfs.lookup(rdir, "a.jpg", soon()).await.unwrap().attr.ino;
+    let thumb = s.vfs.lookup(of_a, RENDITIONS[0], soon()).await.unwrap();
+    assert_eq!(thumb.attr.size, 100);
+    assert_eq!(read_all(&s.vfs, thumb.attr.ino).await.unwrap(), vec![3u8; 100]);
+    assert_eq!(s.remote.counts().total(), before, "cached reads ask nothing of the remote");
+    let tags = s.vfs.getxattr(a, "user.dam.tags", soon()).await.unwrap();
+    assert_eq!(String::from_utf8(tags).unwrap(), "ns:x/y (Why)");
+}
+
+#[tokio::test]
+async fn concurrent_opens_share_one_fetch() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    s.remote.set_chunk_delay(Duration::from_millis(5));
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let b = s.vfs.lookup(we, "b.jpg", soon()).await.unwrap().attr.ino;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let vfs = Arc::clone(&s.vfs);
+            tokio::spawn(async move { read_all(&vfs, b).await.unwrap().len() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 7000);
+    }
+    for r in ["original"].iter().chain(RENDITIONS.iter()) {
+        assert_eq!(s.remote.fetch_count("we/b.jpg", r), 1, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn a_stall_times_out_leaves_nothing_and_is_not_remembered() {
+    let s = setup(remote(), Duration::from_millis(300), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    s.remote.set_stall(true);
+    let start = std::time::Instant::now();
+    let deadline = s.vfs.deadline();
+    let err = s.vfs.open(a, libc::O_RDONLY, deadline).await.unwrap_err();
+    assert!(matches!(err, FsError::Timeout(_)), "{err}");
+    assert_eq!(err.errno(), libc::ETIMEDOUT);
+    assert!(start.elapsed() < Duration::from_millis(800), "{:?}", start.elapsed());
+    assert!(s.vfs.cache().asset("we/a.jpg").is_none_or(|c| c.renditions.is_empty()));
+    s.remote.set_stall(false);
+    assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
+}
+
+#[tokio::test]
+async fn a_broken_body_never_enters_the_cache() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    s.remote.set_body_failure(Some(1000));
+    let err = read_all(&s.vfs, a).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert!(s.vfs.cache().asset("we/a.jpg").is_none_or(|c| !c.renditions.contains_key("original")));
+    s.remote.set_body_failure(None);
+    assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
+}
+
+#[tokio::test]
+async fn large_renditions_stream_in_the_background() {
+    let s = setup(remote(), Duration::from_secs(5), 1000);
+    s.remote.set_chunk_size(512);
+    s.remote.set_chunk_delay(Duration::from_millis(20));
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let b = s.vfs.lookup(we, "b.jpg", soon()).await.unwrap().attr.ino;
+    let start = std::time::Instant::now();
+    let opened = s.vfs.open(b, libc::O_RDONLY, soon()).await.unwrap();
+    let open_took = start.elapsed();
+    // 7000 bytes at 512 bytes per 20 ms take ~280 ms; open returned before that.
+    assert!(open_took < Duration::from_millis(200), "open waited for the large original: {open_took:?}");
+    let first = s.vfs.read(opened.fh, 0, 100, soon()).await.unwrap();
+    assert_eq!(first.len(), 100);
+    let tail = s.vfs.read(opened.fh, 6900, 4096, soon()).await.unwrap();
+    assert_eq!(tail.len(), 100);
+    let want: Vec<u8> = (0..7000).map(|i| (i as u8).wrapping_mul(5)).collect();
+    assert_eq!(&tail[..], &want[6900..]);
+    s.vfs.release(opened.fh);
+}
+
+#[tokio::test]
+async fn remote_errors_map_to_errno() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    for (kind, errno) in [
+        (RemoteErrorKind::Denied, libc::EACCES),
+        (RemoteErrorKind::NotFound, libc::ENOENT),
+        (RemoteErrorKind::Other, libc::EIO),
+        (RemoteErrorKind::Timeout, libc::ETIMEDOUT),
+    ] {
+        s.remote.fail_always(Method::AssetMetadata, kind);
+        let err = s.vfs.open(a, libc::O_RDONLY, soon()).await.unwrap_err();
+        assert_eq!(err.errno(), errno, "{kind:?}: {err}");
+        s.remote.clear_failures();
+    }
+    assert_eq!(s.vfs.open(a, libc::O_WRONLY, soon()).await.unwrap_err().errno(), libc::EROFS);
+}
+
+#[tokio::test]
+async fn a_wrong_dam_size_is_corrected_by_the_real_length() {
+    let remote = remote();
+    let mut liar = asset(7, 3000);
+    liar.size = Some(1234);
+    liar.sha1 = None;
+    remote.add_asset("we/liar.jpg", liar);
+    let s = setup(remote, Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let entry = s.vfs.lookup(we, "liar.jpg", soon()).await.unwrap();
+    assert_eq!(entry.attr.size, 1234);
+    let opened = s.vfs.open(entry.attr.ino, libc::O_RDONLY, soon()).await.unwrap();
+    assert!(opened.stale_attr);
+    s.vfs.release(opened.fh);
+    assert_eq!(s.vfs.getattr(entry.attr.ino, soon()).await.unwrap().attr.size, 3000);
+}
+
+#[tokio::test]
+async fn stale_listings_keep_serving_when_the_remote_fails() {
+    let remote = remote();
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let config = VfsConfig {
+        root: String::new(),
+        remote_url: "http://dam".into(),
+        fetch_timeout: Duration::from_secs(1),
+        dir_ttl: Duration::ZERO,
+        formats: Formats::Images,
+    };
+    let we_ino;
+    {
+        let cache = Arc::new(Cache::open(&cache_dir, "fake").unwrap());
+        let vfs = Vfs::new(config.clone(), Arc::clone(&remote), Arc::clone(&cache), 10 << 20);
+        we_ino = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+        vfs.readdir(we_ino, soon()).await.unwrap();
+        cache.close();
+    }
+    remote.fail_always_any(RemoteErrorKind::Other);
+    let cache = Arc::new(Cache::open(&cache_dir, "fake").unwrap());
+    let vfs = Vfs::new(config, Arc::clone(&remote), cache, 10 << 20);
+    let again = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    assert_eq!(again, we_ino, "inode numbers survive a remount");
+    let names: Vec<_> = vfs.readdir(again, soon()).await.unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["a.jpg", "b.jpg"]);
+}
