@@ -194,16 +194,17 @@ pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError
         let cause = if error.is_connect() { "timed out connecting" } else { "timed out" };
         return RemoteError::new(RemoteErrorKind::Timeout, path, cause);
     }
-    let cause = match io_kind {
+    let detail = match io_kind {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
         Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
         Some(std::io::ErrorKind::ConnectionAborted) => "connection aborted".to_string(),
         Some(std::io::ErrorKind::UnexpectedEof) => "connection closed early".to_string(),
         _ if error.is_redirect() => "too many redirects".to_string(),
         _ if error.is_connect() => format!("cannot connect: {}", innermost(error)),
-        _ if error.is_body() || error.is_decode() => format!("body cut short: {}", innermost(error)),
         _ => innermost(error),
     };
+    let cause =
+        if error.is_body() || error.is_decode() { format!("body cut short: {detail}") } else { detail };
     RemoteError::new(RemoteErrorKind::Other, path, cause)
 }
 
