@@ -416,6 +416,7 @@ async fn redirects_to_another_host_never_carry_credentials() {
                 blob_seen.iter().all(|s| s.header("authorization").is_none()),
                 "{blob_base}: {blob_seen:?}"
             );
+            assert!(blob_seen.iter().all(|s| s.header("referer").is_none()), "{blob_base}: {blob_seen:?}");
             assert_eq!(blob_seen[1].header("range").as_deref(), Some("bytes=10-19"));
             assert_eq!(blob_seen[0].decoded_path(), "/blob/we retail/é.jpg/original");
         }
@@ -464,7 +465,13 @@ async fn credentials_are_sent_preemptively() {
         ];
         for (credentials, header) in cases {
             let before = server.seen().len();
+            let debug = format!("{credentials:?}");
             let remote = client(&server.url(), credentials);
+            let debug = format!("{debug} {remote:?}");
+            assert!(
+                !debug.contains("YWRtaW46") && !debug.contains("token") && !debug.contains("\"admin\" }"),
+                "{debug}"
+            );
             remote.list_folder("").await.unwrap();
             let seen = &server.seen()[before..];
             assert_eq!(seen.len(), 1, "no challenge round trip");

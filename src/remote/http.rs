@@ -6,7 +6,7 @@
 //! `Cookie` and `Proxy-Authorization` when a redirect changes host or port, so a redirect to
 //! blob storage never carries the DAM credentials. The header set here is a default header
 //! of the client, which reqwest merges before it follows redirects, so it is subject to that
-//! rule.
+//! rule. The `Referer` reqwest would add on redirects is turned off.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
@@ -58,7 +58,9 @@ impl Http {
             .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .tcp_keepalive(TCP_KEEPALIVE)
-            .redirect(redirect::Policy::limited(MAX_REDIRECTS));
+            .redirect(redirect::Policy::limited(MAX_REDIRECTS))
+            // No Referer either: a redirect target learns nothing about the DAM's paths.
+            .referer(false);
         if let Some(path) = &config.ca_file {
             let pem =
                 std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
