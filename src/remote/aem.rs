@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use parking_lot::Mutex;
 use reqwest::header::CONTENT_RANGE;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -126,9 +125,9 @@ pub struct AemClient {
     endpoints: Endpoints,
     /// Set once QueryBuilder has been refused: attributes then come one asset at a time.
     query_refused: AtomicBool,
-    /// Where tags were last found. Guarded by a lock only to pair reads with writes; never
-    /// held across an await.
-    tag_root: Mutex<TagRoot>,
+    /// Set once a tag was found under `/etc/tags` and not `/content/cq:tags`: that root is
+    /// tried first from then on.
+    tags_under_etc: AtomicBool,
 }
 
 impl AemClient {
@@ -139,7 +138,7 @@ impl AemClient {
             http: Http::new(&config)?,
             endpoints: Endpoints::new(&config.base),
             query_refused: AtomicBool::new(false),
-            tag_root: Mutex::new(TagRoot::Content),
+            tags_under_etc: AtomicBool::new(false),
         })
     }
 
@@ -212,8 +211,11 @@ impl AemClient {
 
     /// The JSON of a tag node, from the root where tags were last found, then the other.
     async fn tag_node(&self, tag: &TagRef) -> RemoteResult<super::tags::TagNode> {
-        let preferred = *self.tag_root.lock();
-        let other = if preferred == TagRoot::Content { TagRoot::Etc } else { TagRoot::Content };
+        let (preferred, other) = if self.tags_under_etc.load(Ordering::Relaxed) {
+            (TagRoot::Etc, TagRoot::Content)
+        } else {
+            (TagRoot::Content, TagRoot::Etc)
+        };
         let mut not_found = None;
         for root in [preferred, other] {
             let url = self.endpoints.tag(root, &tag.namespace, &tag.local)?;
@@ -221,7 +223,7 @@ impl AemClient {
             match self.http.get_json_answer(url).await? {
                 Answer::Json(value) => {
                     if root != preferred {
-                        *self.tag_root.lock() = root;
+                        self.tags_under_etc.store(root == TagRoot::Etc, Ordering::Relaxed);
                     }
                     return parse_tag_node(&value).map_err(|cause| format_error(&path, cause));
                 }

@@ -6,7 +6,7 @@
 //! `Cookie` and `Proxy-Authorization` when a redirect changes host or port, so a redirect to
 //! blob storage never carries the DAM credentials. The header set here is a default header
 //! of the client, which reqwest merges before it follows redirects, so it is subject to that
-//! rule.
+//! rule. The `Referer` reqwest would add on redirects is turned off.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
@@ -58,7 +58,9 @@ impl Http {
             .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .tcp_keepalive(TCP_KEEPALIVE)
-            .redirect(redirect::Policy::limited(MAX_REDIRECTS));
+            .redirect(redirect::Policy::limited(MAX_REDIRECTS))
+            // No Referer either: a redirect target learns nothing about the DAM's paths.
+            .referer(false);
         if let Some(path) = &config.ca_file {
             let pem =
                 std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
@@ -194,16 +196,17 @@ pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError
         let cause = if error.is_connect() { "timed out connecting" } else { "timed out" };
         return RemoteError::new(RemoteErrorKind::Timeout, path, cause);
     }
-    let cause = match io_kind {
+    let detail = match io_kind {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
         Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
         Some(std::io::ErrorKind::ConnectionAborted) => "connection aborted".to_string(),
         Some(std::io::ErrorKind::UnexpectedEof) => "connection closed early".to_string(),
         _ if error.is_redirect() => "too many redirects".to_string(),
         _ if error.is_connect() => format!("cannot connect: {}", innermost(error)),
-        _ if error.is_body() || error.is_decode() => format!("body cut short: {}", innermost(error)),
         _ => innermost(error),
     };
+    let cause =
+        if error.is_body() || error.is_decode() { format!("body cut short: {detail}") } else { detail };
     RemoteError::new(RemoteErrorKind::Other, path, cause)
 }
 
