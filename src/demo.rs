@@ -66,7 +66,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // A fresh cache each run: the sample server's port (part of the cache's identity) changes.
     let cache_dir = state.join("cache");
     if cache_dir.exists() {
-        std::fs::remove_dir_all(&cache_dir).with_context(|| format!("cannot clear {}", cache_dir.display()))?;
+        std::fs::remove_dir_all(&cache_dir)
+            .with_context(|| format!("cannot clear {}", cache_dir.display()))?;
     }
     let (base, root) = parse_remote_url(&url)?;
     let config = MountConfig {

@@ -13,8 +13,12 @@ use damfs::vfs::inode::ROOT_INO;
 use damfs::vfs::{Kind, Vfs, VfsConfig};
 use tokio::time::Instant;
 
-const RENDITIONS: [&str; 4] =
-    ["cq5dam.thumbnail.48.48.png", "cq5dam.thumbnail.140.100.png", "cq5dam.thumbnail.319.319.png", "cq5dam.web.1280.1280.jpeg"];
+const RENDITIONS: [&str; 4] = [
+    "cq5dam.thumbnail.48.48.png",
+    "cq5dam.thumbnail.140.100.png",
+    "cq5dam.thumbnail.319.319.png",
+    "cq5dam.web.1280.1280.jpeg",
+];
 
 fn asset(seed: u8, len: usize) -> FakeAsset {
     let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();

@@ -18,6 +18,9 @@ use crate::error::{FsError, FsResult};
 
 type Slot<V> = watch::Receiver<Option<FsResult<V>>>;
 
+/// Most times one caller starts work that keeps timing out before its own deadline.
+const MAX_ATTEMPTS: usize = 3;
+
 /// A table of works in flight, by key.
 #[derive(Debug)]
 pub struct SingleFlight<K, V> {
@@ -38,17 +41,31 @@ where
 {
     /// Joins the work for `key`, starting it with `work` if none is in flight, and waits for
     /// its result until `deadline`. `what` names the work in a timeout error.
+    ///
+    /// A caller that joined work which then timed out on its own (it started before this
+    /// caller arrived) starts it again while its own deadline allows: a remote that just
+    /// recovered is asked again rather than answered with an older failure.
     pub async fn run<F, Fut>(self: &Arc<Self>, key: K, deadline: Instant, what: &str, work: F) -> FsResult<V>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = FsResult<V>> + Send + 'static,
     {
-        let mut slot = self.join(key, work);
-        let outcome = tokio::time::timeout_at(deadline, slot.wait_for(|v| v.is_some())).await;
-        match outcome {
-            Ok(Ok(value)) => value.clone().unwrap_or_else(|| Err(FsError::Invalid)),
-            Ok(Err(_)) => Err(FsError::Io(std::io::Error::other(format!("{what}: the work was abandoned")))),
-            Err(_) => Err(FsError::Timeout(what.to_string())),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut slot = self.join(key.clone(), &work);
+            let outcome = tokio::time::timeout_at(deadline, slot.wait_for(|v| v.is_some())).await;
+            let result = match outcome {
+                Ok(Ok(value)) => value.clone().unwrap_or_else(|| Err(FsError::Invalid)),
+                Ok(Err(_)) => {
+                    Err(FsError::Io(std::io::Error::other(format!("{what}: the work was abandoned"))))
+                }
+                Err(_) => return Err(FsError::Timeout(what.to_string())),
+            };
+            match result {
+                Err(FsError::Timeout(_)) if attempts < MAX_ATTEMPTS && Instant::now() < deadline => continue,
+                other => return other,
+            }
         }
     }
 
@@ -57,9 +74,9 @@ where
         self.flights.lock().contains_key(key)
     }
 
-    fn join<F, Fut>(self: &Arc<Self>, key: K, work: F) -> Slot<V>
+    fn join<F, Fut>(self: &Arc<Self>, key: K, work: &F) -> Slot<V>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = FsResult<V>> + Send + 'static,
     {
         let mut flights = self.flights.lock();
@@ -98,10 +115,13 @@ mod tests {
             let (flights, runs) = (flights.clone(), runs.clone());
             waiters.push(tokio::spawn(async move {
                 flights
-                    .run("a", deadline, "a", || async move {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(7)
+                    .run("a", deadline, "a", || {
+                        let runs = Arc::clone(&runs);
+                        async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(7)
+                        }
                     })
                     .await
             }));

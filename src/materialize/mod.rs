@@ -151,19 +151,23 @@ impl<R: Remote> Materializer<R> {
         if let Some(m) = self.cached_manifest(asset) {
             return Ok(m);
         }
-        let this = Arc::clone(self);
         let key = asset.to_string();
         self.manifest_flights
-            .run(key.clone(), deadline, &format!("metadata of {asset}"), move || async move {
-                let m = manifest::fetch(&*this.remote, &this.titles, &key, this.config.fetch_timeout).await?;
-                Stats::add(&this.stats.manifests_fetched, 1);
-                let json = serde_json::to_string(&m).map_err(|e| FsError::Io(std::io::Error::other(e)))?;
-                this.cache.put_manifest(&key, json);
-                let m = Arc::new(m);
-                this.manifests.lock().insert(key, Arc::clone(&m));
-                Ok(m)
+            .run(key.clone(), deadline, &format!("metadata of {asset}"), || {
+                let (this, key) = (Arc::clone(self), key.clone());
+                async move { this.fetch_manifest(key).await }
             })
             .await
+    }
+
+    async fn fetch_manifest(self: Arc<Self>, key: String) -> FsResult<Arc<Manifest>> {
+        let m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.fetch_timeout).await?;
+        Stats::add(&self.stats.manifests_fetched, 1);
+        let json = serde_json::to_string(&m).map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        self.cache.put_manifest(&key, json);
+        let m = Arc::new(m);
+        self.manifests.lock().insert(key, Arc::clone(&m));
+        Ok(m)
     }
 
     /// The length of the asset's original once it is known for certain (materialized, or
@@ -194,11 +198,11 @@ impl<R: Remote> Materializer<R> {
             return Ok(content);
         }
         Stats::add(&self.stats.cache_misses, 1);
-        let this = Arc::clone(self);
         let key = asset.to_string();
         self.content_flights
-            .run(key.clone(), deadline, &format!("materializing {asset}"), move || async move {
-                this.fetch_content(&key).await
+            .run(key.clone(), deadline, &format!("materializing {asset}"), || {
+                let (this, key) = (Arc::clone(self), key.clone());
+                async move { this.fetch_content(&key).await }
             })
             .await
     }

@@ -201,7 +201,8 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
         .context("cannot start the I/O runtime")?;
     let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id())?);
     let client = Arc::new(AemClient::new(config.aem.clone())?);
-    let check = runtime.block_on(async { tokio::time::timeout(config.fetch_timeout, client.check(&config.root)).await });
+    let check = runtime
+        .block_on(async { tokio::time::timeout(config.fetch_timeout, client.check(&config.root)).await });
     let unreachable = match check {
         Ok(Ok(())) => None,
         Ok(Err(e)) => match e.kind {
@@ -250,7 +251,8 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
     // SAFETY: geteuid has no preconditions.
     let session = if unsafe { libc::geteuid() } == 0 {
         // Root mounts with mount(2) itself, so the kernel records the type as fuse.damfs.
-        let fd = kernel_mount(config).with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
+        let fd = kernel_mount(config)
+            .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?;
         fuser::Session::from_fd(fs, fd, options.acl, options.clone())
             .with_context(|| format!("the FUSE handshake on {} failed", config.mountpoint.display()))?
     } else {
@@ -270,17 +272,21 @@ fn kernel_mount(config: &MountConfig) -> anyhow::Result<OwnedFd> {
     let mode = std::fs::metadata(&config.mountpoint)?.mode() & libc::S_IFMT;
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let mut data = format!("fd={},rootmode={mode:o},user_id={uid},group_id={gid},default_permissions", fd.as_raw_fd());
+    let mut data =
+        format!("fd={},rootmode={mode:o},user_id={uid},group_id={gid},default_permissions", fd.as_raw_fd());
     if config.allow_other {
         data.push_str(",allow_other");
     }
     let source = CString::new(config.remote_url.as_str()).context("REMOTE_URL contains NUL")?;
-    let target = CString::new(config.mountpoint.as_os_str().as_bytes()).context("mount point contains NUL")?;
+    let target =
+        CString::new(config.mountpoint.as_os_str().as_bytes()).context("mount point contains NUL")?;
     let fstype = CString::new("fuse.damfs").context("fstype")?;
     let data = CString::new(data).context("mount data")?;
     let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME;
     // SAFETY: valid NUL-terminated strings; the data string outlives the call.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
+    let rc = unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast())
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).context("mount(2)");
     }
@@ -298,7 +304,8 @@ fn detach(path: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let status = Command::new("fusermount3").arg("-uz").arg(path).status().context("cannot run fusermount3")?;
+    let status =
+        Command::new("fusermount3").arg("-uz").arg(path).status().context("cannot run fusermount3")?;
     if !status.success() {
         bail!("fusermount3 -uz failed ({status})");
     }

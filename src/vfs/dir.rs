@@ -264,21 +264,23 @@ impl<R: Remote> Dirs<R> {
     }
 
     async fn fetch(self: &Arc<Self>, folder: &str, deadline: Instant) -> FsResult<Arc<Listing>> {
-        let this = Arc::clone(self);
         let key = folder.to_string();
         self.flights
-            .run(key.clone(), deadline, &format!("listing /{folder}"), move || async move {
-                let listing = Arc::new(this.read_remote(&key).await?);
-                match serde_json::to_string(&*listing) {
-                    Ok(json) => this.cache.put_listing(&key, json),
-                    Err(e) => log::warn!("/{key}: cannot persist the listing: {e}"),
-                }
-                this.held
-                    .lock()
-                    .insert(key, Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) });
-                Ok(listing)
+            .run(key.clone(), deadline, &format!("listing /{folder}"), || {
+                let (this, key) = (Arc::clone(self), key.clone());
+                async move { this.fetch_now(key).await }
             })
             .await
+    }
+
+    async fn fetch_now(self: Arc<Self>, key: String) -> FsResult<Arc<Listing>> {
+        let listing = Arc::new(self.read_remote(&key).await?);
+        match serde_json::to_string(&*listing) {
+            Ok(json) => self.cache.put_listing(&key, json),
+            Err(e) => log::warn!("/{key}: cannot persist the listing: {e}"),
+        }
+        self.held.lock().insert(key, Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) });
+        Ok(listing)
     }
 
     async fn read_remote(&self, folder: &str) -> FsResult<Listing> {
