@@ -134,10 +134,11 @@ pub(crate) async fn serve_file(path: &Path, mime: &str, request: &HeaderMap) -> 
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         RangeAsk::Unsatisfiable => {
-            let builder = builder
+            let builder = Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .header(header::CONTENT_TYPE, "text/plain;charset=utf-8");
+                .header(header::CONTENT_TYPE, "text/plain;charset=utf-8")
+                .header(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(mtime)));
             let reason = format!("range not satisfiable: the body has {size} bytes\n");
             return build(builder, Body::from(reason));
         }

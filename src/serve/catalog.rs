@@ -1,16 +1,16 @@
 //! The served folder seen as a DAM: which names are folders and which are assets, in which
-//! repository order, with which sidecar titles and tags, and the metadata of an asset with the
-//! caches that keep it cheap (the parsed sidecar, SHA-1 digests kept in the state dir). It also
-//! holds the runtime controls that tests of damfs use (credentials, stall, QueryBuilder switch)
-//! and the record of requests seen.
+//! repository order, with which sidecar titles and tags (the parsed sidecar is cached by the
+//! file's stamp). It owns the state dir and the caches kept there (digests via `metadata`,
+//! renditions via `renditions`), the runtime controls that tests of damfs use (credentials,
+//! stall, QueryBuilder switch) and the record of requests seen.
 //!
 //! It knows nothing of HTTP or URLs: paths here are lists of names relative to the served
-//! folder, already percent-decoded and checked by `routes`. Rendition files are made by
-//! `renditions`. Nothing here ever writes inside the served folder.
+//! folder, already percent-decoded and checked by `routes`. Nothing here ever writes inside the
+//! served folder.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -18,10 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Map, Value, json};
-use sha1::Digest;
+use serde_json::{Map, Value};
+use sha2::Digest;
 use tokio::sync::{OwnedMutexGuard, watch};
 
+use super::metadata::{Digests, MetaNeeds, describe, mime_for};
 use super::renditions::Generator;
 use super::{Auth, RequestRecord};
 use crate::sidecar::{SIDECAR_NAME, Sidecar};
@@ -29,9 +30,6 @@ use crate::sidecar::{SIDECAR_NAME, Sidecar};
 /// At most this many request records are kept (oldest dropped first), so that a long-running
 /// `damfs serve` does not grow without bound; tests clear the record long before.
 const MAX_RECORDS: usize = 100_000;
-
-/// Read buffer for hashing: large enough that a multi-GiB file hashes at disk speed.
-const HASH_BUFFER: usize = 1 << 20;
 
 /// Marker written into a fresh state dir; bump the number when the layout changes.
 const STATE_VERSION: &str = "damfs-serve state 1\n";
@@ -56,10 +54,8 @@ pub struct Catalog {
     records: Mutex<VecDeque<Arc<LiveRecord>>>,
     /// The sidecar as last parsed, with the stamp of the file it came from.
     sidecar: Mutex<Option<(Option<Stamp>, Arc<Sidecar>)>>,
-    /// SHA-1 digests by relative path, with the stamp of the file they were computed from.
-    digests: Mutex<HashMap<String, (Stamp, String)>>,
-    /// One digest computation per asset at a time.
-    digest_locks: KeyedLocks,
+    /// SHA-1 digests of assets.
+    digests: Digests,
     /// Makes and finds generated renditions.
     pub(super) renditions: Generator,
 }
@@ -83,7 +79,8 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
-    fn of(meta: &fs::Metadata) -> Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(meta: &fs::Metadata) -> Stamp {
         Stamp { size: meta.len(), mtime_ns: nanos(meta.modified().unwrap_or(UNIX_EPOCH)) }
     }
 }
@@ -149,20 +146,6 @@ pub(crate) enum Entry {
     Asset(Asset),
 }
 
-/// Which of the costlier metadata to compute (the rest is always there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MetaNeeds {
-    /// `dam:sha1` (reads the whole file the first time).
-    pub sha1: bool,
-    /// `tiff:ImageWidth` / `tiff:ImageLength` (reads the image header).
-    pub dims: bool,
-}
-
-impl MetaNeeds {
-    /// Everything.
-    pub const ALL: MetaNeeds = MetaNeeds { sha1: true, dims: true };
-}
-
 /// Why a name cannot be a folder or asset of the DAM, if it cannot.
 pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
@@ -190,37 +173,6 @@ fn repository_order(name: &str) -> u64 {
     hash
 }
 
-/// MIME type by file extension (`application/octet-stream` when unknown).
-pub(crate) fn mime_for(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "jpg" | "jpeg" | "jpe" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "tif" | "tiff" => "image/tiff",
-        "webp" => "image/webp",
-        "svg" => "image/svg+xml",
-        "bmp" => "image/bmp",
-        "psd" => "image/vnd.adobe.photoshop",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "xml" => "application/xml",
-        "json" => "application/json",
-        "zip" => "application/zip",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        _ => "application/octet-stream",
-    }
-}
-
 impl Catalog {
     /// Opens `dir` as the DAM root, with `state_dir` for digests and generated renditions
     /// (created if missing; it must not lie inside `dir`). Nothing is ever written inside `dir`.
@@ -245,8 +197,7 @@ impl Catalog {
                 .with_context(|| format!("cannot write {}", marker.display()))?;
         }
         let renditions = Generator::new(&state_dir)?;
-        fs::create_dir_all(state_dir.join("digests"))
-            .with_context(|| format!("cannot create {}", state_dir.join("digests").display()))?;
+        let digests = Digests::new(&state_dir)?;
         Ok(Arc::new(Catalog {
             root,
             state_dir,
@@ -255,8 +206,7 @@ impl Catalog {
             querybuilder: AtomicBool::new(true),
             records: Mutex::new(VecDeque::new()),
             sidecar: Mutex::new(None),
-            digests: Mutex::new(HashMap::new()),
-            digest_locks: KeyedLocks::default(),
+            digests,
             renditions,
         }))
     }
@@ -468,100 +418,12 @@ impl Catalog {
 
     /// The metadata node of an asset (`jcr:content/metadata`), as Sling renders it.
     pub(crate) async fn metadata(
-        self: &Arc<Self>,
+        &self,
         sidecar: &Sidecar,
         asset: &Asset,
         needs: MetaNeeds,
     ) -> anyhow::Result<Map<String, Value>> {
-        let mime = asset.mime();
-        let mut meta = Map::new();
-        meta.insert("jcr:primaryType".into(), json!("nt:unstructured"));
-        meta.insert("dc:format".into(), json!(mime));
-        meta.insert("dam:MIMEtype".into(), json!(mime));
-        meta.insert("dam:size".into(), json!(asset.size));
-        if let Some(ext) = asset.name.rsplit_once('.').map(|(_, e)| e.to_ascii_uppercase()) {
-            meta.insert("dam:Fileformat".into(), json!(ext));
-        }
-        let info = sidecar.assets.get(&asset.rel);
-        if let Some(title) = info.and_then(|i| i.title.as_ref()) {
-            meta.insert("dc:title".into(), json!(title));
-        }
-        if let Some(description) = info.and_then(|i| i.description.as_ref()) {
-            meta.insert("dc:description".into(), json!(description));
-        }
-        if let Some(creator) = info.and_then(|i| i.creator.as_ref()) {
-            meta.insert("dc:creator".into(), json!(creator));
-        }
-        let tags = info.map(|i| i.tags.clone()).unwrap_or_default();
-        meta.insert("cq:tags".into(), json!(tags));
-        if needs.sha1 {
-            let digest = self.sha1(asset).await.with_context(|| format!("cannot hash {}", asset.rel))?;
-            meta.insert("dam:sha1".into(), json!(digest));
-        }
-        if needs.dims && mime.starts_with("image/") {
-            let file = asset.file.clone();
-            let dims = tokio::task::spawn_blocking(move || image_dimensions(&file)).await?;
-            if let Some((width, height)) = dims {
-                meta.insert("tiff:ImageWidth".into(), json!(width));
-                meta.insert("tiff:ImageLength".into(), json!(height));
-            }
-        }
-        Ok(meta)
-    }
-
-    /// The SHA-1 of an asset's bytes in hex, computed once per size and mtime and kept in
-    /// memory and in the state dir.
-    pub(crate) async fn sha1(self: &Arc<Self>, asset: &Asset) -> anyhow::Result<String> {
-        let stamp = asset.stamp();
-        if let Some(hex) = self.cached_digest(&asset.rel, stamp) {
-            return Ok(hex);
-        }
-        let _turn = self.digest_locks.lock(&asset.rel).await;
-        if let Some(hex) = self.cached_digest(&asset.rel, stamp) {
-            return Ok(hex);
-        }
-        let this = Arc::clone(self);
-        let asset = asset.clone();
-        tokio::task::spawn_blocking(move || this.compute_digest(&asset, stamp)).await?
-    }
-
-    fn cached_digest(&self, rel: &str, stamp: Stamp) -> Option<String> {
-        match self.digests.lock().get(rel) {
-            Some((cached, hex)) if *cached == stamp => Some(hex.clone()),
-            _ => None,
-        }
-    }
-
-    /// Reads the digest from the state dir, or hashes the file and stores it there.
-    fn compute_digest(&self, asset: &Asset, stamp: Stamp) -> anyhow::Result<String> {
-        let store = self.state_dir.join("digests").join(short_hash(&asset.rel));
-        let stored = fs::read_to_string(&store).ok();
-        if let Some(hex) = stored.and_then(|text| parse_digest_line(&text, stamp, &asset.rel)) {
-            self.digests.lock().insert(asset.rel.clone(), (stamp, hex.clone()));
-            return Ok(hex);
-        }
-        let mut file = fs::File::open(&asset.file)?;
-        let mut hasher = sha1::Sha1::new();
-        let mut buffer = vec![0u8; HASH_BUFFER];
-        loop {
-            let n = match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            hasher.update(&buffer[..n]);
-        }
-        let hex = to_hex(&hasher.finalize());
-        // Keep the digest only if the file did not change while it was read.
-        if fs::metadata(&asset.file).map(|m| Stamp::of(&m)).ok() == Some(stamp) {
-            let line = format!("{} {} {} {}\n", stamp.size, stamp.mtime_ns, hex, asset.rel);
-            if let Err(e) = write_atomically(&store, line.as_bytes()) {
-                log::warn!("cannot store the digest of {}: {e}", asset.rel);
-            }
-            self.digests.lock().insert(asset.rel.clone(), (stamp, hex.clone()));
-        }
-        Ok(hex)
+        describe(&self.digests, sidecar, asset, needs).await
     }
 }
 
@@ -592,15 +454,6 @@ pub(crate) fn join_rel(parent: &str, name: &str) -> String {
     if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
 }
 
-/// Width and height from the image header, without decoding pixels; None for files the
-/// compiled-in decoders do not recognize.
-fn image_dimensions(path: &Path) -> Option<(u32, u32)> {
-    match image::ImageReader::open(path).and_then(|r| r.with_guessed_format()) {
-        Ok(reader) => reader.into_dimensions().ok(),
-        Err(_) => None,
-    }
-}
-
 /// Lower-case hex.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -609,18 +462,6 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 /// A file-name-safe fixed-length key for a relative path (32 hex digits of its SHA-256).
 pub(crate) fn short_hash(rel: &str) -> String {
     to_hex(&sha2::Sha256::digest(rel.as_bytes())[..16])
-}
-
-/// The digest in a stored line `size mtime_ns sha1 rel`, if it matches `stamp` and `rel`.
-fn parse_digest_line(text: &str, stamp: Stamp, rel: &str) -> Option<String> {
-    let line = text.strip_suffix('\n')?;
-    let mut parts = line.splitn(4, ' ');
-    let size: u64 = parts.next()?.parse().ok()?;
-    let mtime_ns: u64 = parts.next()?.parse().ok()?;
-    let hex = parts.next()?;
-    let stored_rel = parts.next()?;
-    let valid = hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    (Stamp { size, mtime_ns } == stamp && stored_rel == rel && valid).then(|| hex.to_string())
 }
 
 /// Writes `bytes` to a temporary name beside `path`, then renames it into place.
@@ -680,25 +521,5 @@ mod tests {
         for good in ["a", "Café au lait.jpg", "a+b (1).jpg", "日本 庭園.png", "x..y"] {
             assert!(name_problem(good).is_none(), "{good:?}");
         }
-    }
-
-    #[test]
-    fn digest_lines_round_trip_and_reject_stale() {
-        let stamp = Stamp { size: 5, mtime_ns: 7 };
-        let hex = "a".repeat(40);
-        let line = format!("5 7 {hex} a b/c.jpg\n");
-        assert_eq!(parse_digest_line(&line, stamp, "a b/c.jpg"), Some(hex.clone()));
-        assert_eq!(parse_digest_line(&line, Stamp { size: 5, mtime_ns: 8 }, "a b/c.jpg"), None);
-        assert_eq!(parse_digest_line(&line, stamp, "other"), None);
-        assert_eq!(parse_digest_line("garbage", stamp, "a b/c.jpg"), None);
-    }
-
-    #[test]
-    fn mime_by_extension() {
-        assert_eq!(mime_for("a.JPG"), "image/jpeg");
-        assert_eq!(mime_for("a.png"), "image/png");
-        assert_eq!(mime_for("notes.txt"), "text/plain");
-        assert_eq!(mime_for("big.bin"), "application/octet-stream");
-        assert_eq!(mime_for("noext"), "application/octet-stream");
     }
 }

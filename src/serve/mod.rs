@@ -13,6 +13,7 @@
 
 mod binary;
 mod catalog;
+mod metadata;
 mod querybuilder;
 mod renditions;
 mod reply;
@@ -121,7 +122,7 @@ struct App {
 }
 
 /// Serves `catalog` on `listener` until `shutdown` completes, then lets requests in flight
-/// finish (for at most [`SHUTDOWN_GRACE`]) and returns.
+/// finish (for at most 5 s) and returns.
 pub async fn run(
     listener: TcpListener,
     catalog: Arc<Catalog>,

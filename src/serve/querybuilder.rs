@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::catalog::{Asset, Catalog, Entry, Folder, MetaNeeds, name_problem};
+use super::catalog::{Asset, Catalog, Entry, Folder, name_problem};
+use super::metadata::MetaNeeds;
 use super::reply::{HttpError, HttpResult, blocking};
 use super::sling::{self, Node};
 use crate::sidecar::Sidecar;
@@ -317,14 +318,14 @@ pub(crate) async fn search(catalog: &Arc<Catalog>, params: &[(String, String)]) 
 /// Which costly parts of the node trees a query's hits show.
 fn needs(query: &Query) -> (MetaNeeds, bool) {
     match query.hits {
-        Hits::Simple => (MetaNeeds { sha1: false, dims: false }, false),
+        Hits::Simple => (MetaNeeds::CHEAP, false),
         Hits::Full => {
             let depth = query.node_depth;
-            let meta = if depth >= 2 { MetaNeeds::ALL } else { MetaNeeds { sha1: false, dims: false } };
+            let meta = if depth >= 2 { MetaNeeds::ALL } else { MetaNeeds::CHEAP };
             (meta, sling::needs_renditions(&[], depth))
         }
         Hits::Selective => {
-            let mut meta = MetaNeeds { sha1: false, dims: false };
+            let mut meta = MetaNeeds::CHEAP;
             let mut renditions = false;
             for p in &query.properties {
                 if p == "jcr:content/metadata" {

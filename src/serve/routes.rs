@@ -214,7 +214,7 @@ async fn api_assets(ctx: &Ctx<'_>, rest: &[String]) -> HttpResult<Response> {
             let sidecar = ctx.catalog.sidecar();
             let metadata = ctx
                 .catalog
-                .metadata(&sidecar, &asset, super::catalog::MetaNeeds::ALL)
+                .metadata(&sidecar, &asset, super::metadata::MetaNeeds::ALL)
                 .await
                 .map_err(|e| HttpError::internal(&format!("metadata of {}", asset.rel), e))?;
             Ok(reply::json(&siren::asset(ctx.base, &asset, metadata)))

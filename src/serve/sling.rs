@@ -11,7 +11,8 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use super::catalog::{Asset, Catalog, Folder, Kind, MetaNeeds, join_rel};
+use super::catalog::{Asset, Catalog, Folder, Kind, join_rel};
+use super::metadata::MetaNeeds;
 use super::renditions::Rendition;
 use crate::sidecar::Sidecar;
 
@@ -292,12 +293,19 @@ fn set_tag_props(node: &mut Node, info: &crate::sidecar::TagInfo) {
 
 /// The titles of a tag (`jcr:title` and every translation), for full-text search.
 pub(crate) fn tag_titles(sidecar: &Sidecar, id: &str) -> Vec<String> {
+    let titles = |info: &crate::sidecar::TagInfo| {
+        std::iter::once(info.title.clone()).chain(info.titles.values().cloned()).collect::<Vec<_>>()
+    };
+    if let Some(info) = sidecar.tags.get(id) {
+        return titles(info);
+    }
+    // The asset may spell the ID differently from the sidecar's key (a path, no namespace).
     let Some(canonical) = canonical_tag_id(id) else { return Vec::new() };
     sidecar
         .tags
         .iter()
         .filter(|(key, _)| canonical_tag_id(key).as_deref() == Some(canonical.as_str()))
-        .flat_map(|(_, info)| std::iter::once(info.title.clone()).chain(info.titles.values().cloned()))
+        .flat_map(|(_, info)| titles(info))
         .collect()
 }
 
