@@ -87,10 +87,13 @@ fn listing_matches_the_served_tree_and_downloads_nothing() {
     let expected = tree(&root, &|_| true);
     assert_eq!(seen.len(), expected.len());
     assert_eq!(seen, expected);
-    let biggest = expected.keys().filter_map(|p| p.rsplit_once('/').map(|(d, _)| d)).fold(BTreeMap::new(), |mut m, d| {
-        *m.entry(d).or_insert(0) += 1;
-        m
-    });
+    let biggest = expected.keys().filter_map(|p| p.rsplit_once('/').map(|(d, _)| d)).fold(
+        BTreeMap::new(),
+        |mut m, d| {
+            *m.entry(d).or_insert(0) += 1;
+            m
+        },
+    );
     assert!(biggest.values().any(|&n| n >= 1000), "the sample has a folder of 1000 assets");
     assert_eq!(binary_gets(&server), 0, "ls -lR downloaded binaries: {:?}", server.catalog().requests());
     drop(mount);
@@ -118,14 +121,19 @@ fn reads_are_byte_identical_then_served_from_the_cache_even_offline() {
         assert_eq!(got, std::fs::read(root.join(rel)).unwrap(), "{rel}");
         let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         let rdir = mount.path(&format!("{folder}/.renditions/{name}"));
-        let names: Vec<String> =
-            std::fs::read_dir(&rdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(&rdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert!(names.contains(&"original".to_string()) && names.len() >= 5, "{rel}: {names:?}");
         for r in names {
             let bytes = std::fs::read(rdir.join(&r)).unwrap();
-            let (status, _, served) =
-                http_get(&server.url(), &format!("/content/dam/{}/jcr:content/renditions/{}", enc(rel), enc(&r)));
-            assert_eq!(status, 200);
+            let served = http_get(
+                &server.url(),
+                &format!("/content/dam/{}/jcr:content/renditions/{}", enc(rel), enc(&r)),
+            );
+            assert_eq!(served.status, 200);
+            let served = served.body;
             assert_eq!(bytes, served, "{rel} rendition {r}");
             renditions.push((rdir.join(&r), bytes));
         }
@@ -144,7 +152,9 @@ fn reads_are_byte_identical_then_served_from_the_cache_even_offline() {
     server.stop();
     let folder = assets[0].rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
     let mnt = mount.mountpoint.clone();
-    let listed = within(Duration::from_secs(10), "listing offline", move || std::fs::read_dir(mnt.join(folder)).unwrap().count());
+    let listed = within(Duration::from_secs(10), "listing offline", move || {
+        std::fs::read_dir(mnt.join(folder)).unwrap().count()
+    });
     assert!(listed > 0);
     for rel in &assets {
         let start = Instant::now();
@@ -180,15 +190,20 @@ fn metadata_and_xattrs_carry_tags_with_titles() {
         id
     };
     let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(mount.path(&format!("{folder}/.metadata/{name}.json"))).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(mount.path(&format!("{folder}/.metadata/{name}.json"))).unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["title"].as_str(), info.title.as_deref());
     let tags = json["tags"].as_array().unwrap();
     assert_eq!(tags.len(), info.tags.len());
     for id in &info.tags {
         let id = resolve(id);
         let title = &sidecar.tags[&id].title;
-        assert!(tags.iter().any(|t| t["id"] == id.as_str() && t["title"] == title.as_str()), "{id} {title} in {tags:?}");
+        assert!(
+            tags.iter().any(|t| t["id"] == id.as_str() && t["title"] == title.as_str()),
+            "{id} {title} in {tags:?}"
+        );
         let xattr = getxattr(&mount.path(rel), "user.dam.tags").unwrap();
         assert!(xattr.contains(&format!("{id} ({title})")), "{xattr}");
     }
@@ -249,7 +264,11 @@ fn every_mutation_fails_with_erofs() {
     let last = || std::io::Error::last_os_error().raw_os_error();
     assert_eq!(errno_of(std::fs::OpenOptions::new().write(true).open(&file)), erofs, "O_WRONLY");
     assert_eq!(errno_of(std::fs::OpenOptions::new().read(true).write(true).open(&file)), erofs, "O_RDWR");
-    assert_eq!(errno_of(std::fs::OpenOptions::new().write(true).truncate(true).open(&file)), erofs, "O_TRUNC");
+    assert_eq!(
+        errno_of(std::fs::OpenOptions::new().write(true).truncate(true).open(&file)),
+        erofs,
+        "O_TRUNC"
+    );
     assert_eq!(errno_of(std::fs::File::create(dir.join("new.jpg"))), erofs, "O_CREAT");
     assert_eq!(errno_of(std::fs::create_dir(dir.join("d"))), erofs, "mkdir");
     assert_eq!(errno_of(std::fs::remove_dir(&dir)), erofs, "rmdir");
@@ -258,16 +277,32 @@ fn every_mutation_fails_with_erofs() {
     assert_eq!(errno_of(std::fs::hard_link(&file, dir.join("h.jpg"))), erofs, "link");
     assert_eq!(errno_of(std::os::unix::fs::symlink(&file, dir.join("s.jpg"))), erofs, "symlink");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(errno_of(std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))), erofs, "chmod");
+    assert_eq!(
+        errno_of(std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))),
+        erofs,
+        "chmod"
+    );
     // SAFETY: plain syscalls on valid paths.
     unsafe {
         assert_eq!((libc::chown(c(&file).as_ptr(), 1, 1), last()), (-1, erofs), "chown");
         assert_eq!((libc::truncate(c(&file).as_ptr(), 0), last()), (-1, erofs), "truncate");
-        assert_eq!((libc::utimensat(libc::AT_FDCWD, c(&file).as_ptr(), std::ptr::null(), 0), last()), (-1, erofs), "utimensat");
+        assert_eq!(
+            (libc::utimensat(libc::AT_FDCWD, c(&file).as_ptr(), std::ptr::null(), 0), last()),
+            (-1, erofs),
+            "utimensat"
+        );
         let name = CString::new("user.x").unwrap();
-        assert_eq!((libc::setxattr(c(&file).as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0), last()), (-1, erofs), "setxattr");
+        assert_eq!(
+            (libc::setxattr(c(&file).as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0), last()),
+            (-1, erofs),
+            "setxattr"
+        );
         assert_eq!((libc::removexattr(c(&file).as_ptr(), name.as_ptr()), last()), (-1, erofs), "removexattr");
-        assert_eq!((libc::mknod(c(&dir.join("n")).as_ptr(), libc::S_IFIFO | 0o644, 0), last()), (-1, erofs), "mknod");
+        assert_eq!(
+            (libc::mknod(c(&dir.join("n")).as_ptr(), libc::S_IFIFO | 0o644, 0), last()),
+            (-1, erofs),
+            "mknod"
+        );
     }
     let opts = damfs::mount::mountinfo::find(&mount.mountpoint).unwrap();
     assert!(opts.options.split(',').any(|o| o == "ro"), "{}", opts.options);
@@ -315,7 +350,7 @@ fn credentials_are_checked_at_mount_and_a_revoked_token_gives_eacces() {
     let (keep, root) = sample(10, 1 << 20);
     let server = TestServer::start_with(
         &root,
-        &keep.path().join("state"),
+        Some(&keep.path().join("state")),
         damfs::serve::Auth { basic: Some(("svc".into(), "right".into())), bearer: Some("token-1".into()) },
     );
     let pw = keep.path().join("pw");
@@ -357,7 +392,14 @@ fn background_mount_umount_and_the_mount_helper() {
     let cache = keep.path().join("cache");
     let rel = images(&root).into_iter().next().unwrap();
     let mount_bg = |extra: &[&str]| {
-        Command::new(damfs_bin()).args(["mount", &server.url()]).arg(&mnt).arg("--cache-dir").arg(&cache).args(extra).output().unwrap()
+        Command::new(damfs_bin())
+            .args(["mount", &server.url()])
+            .arg(&mnt)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap()
     };
     let cleanup = Cleanup(mnt.clone());
 
@@ -365,7 +407,8 @@ fn background_mount_umount_and_the_mount_helper() {
     let out = mount_bg(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(mnt.join(&rel)).unwrap(), std::fs::read(root.join(&rel)).unwrap());
-    let pid: u32 = serde_json::from_str::<serde_json::Value>(&getxattr(&mnt, "user.damfs.stats").unwrap()).unwrap()["pid"]
+    let pid: u32 = serde_json::from_str::<serde_json::Value>(&getxattr(&mnt, "user.damfs.stats").unwrap())
+        .unwrap()["pid"]
         .as_u64()
         .unwrap() as u32;
     // A second mount on the same point is refused with a reason.
@@ -374,7 +417,10 @@ fn background_mount_umount_and_the_mount_helper() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already mounted"));
     assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
     // SAFETY: probing a pid.
-    assert!(wait_until(Duration::from_secs(10), || unsafe { libc::kill(pid as i32, 0) } != 0), "daemon still alive");
+    assert!(
+        wait_until(Duration::from_secs(10), || unsafe { libc::kill(pid as i32, 0) } != 0),
+        "daemon still alive"
+    );
 
     // damfs umount.
     let out = mount_bg(&[]);
@@ -399,7 +445,11 @@ fn background_mount_umount_and_the_mount_helper() {
     assert!(!rw.status.success() && String::from_utf8_lossy(&rw.stderr).contains("read-only"));
 
     // Clear failures.
-    let missing = Command::new(damfs_bin()).args(["mount", &server.url()]).arg(keep.path().join("nope")).output().unwrap();
+    let missing = Command::new(damfs_bin())
+        .args(["mount", &server.url()])
+        .arg(keep.path().join("nope"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
     std::fs::write(keep.path().join("full"), b"").unwrap();
     drop(cleanup);
@@ -444,30 +494,35 @@ fn nginx_serves_assets_and_renditions_through_the_mount() {
             let _ = self.0.wait();
         }
     }
-    let _nginx = Kill(Command::new(nginx)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(&prefix)
-        .args(["-g", "daemon off;"])
-        .spawn()
-        .unwrap());
+    let _nginx = Kill(
+        Command::new(nginx)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&prefix)
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
     let rel = images(&root).into_iter().find(|p| !p.contains(' ')).unwrap();
-    let (status, headers, body) = http_get(&base, &format!("/{}", enc(&rel)));
-    assert_eq!(status, 200, "{}", std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default());
+    let answer = http_get(&base, &format!("/{}", enc(&rel)));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
+    );
     let want = std::fs::read(root.join(&rel)).unwrap();
-    assert_eq!(body, want);
-    let length = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.clone());
-    assert_eq!(length, Some(want.len().to_string()));
+    assert_eq!(answer.body, want);
+    assert_eq!(answer.header("content-length"), Some(want.len().to_string().as_str()));
     let (folder, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
     let rendition = "cq5dam.thumbnail.140.100.png";
-    let (status, headers, body) = http_get(&base, &format!("/{}/.renditions/{}/{rendition}", enc(folder), enc(name)));
-    assert_eq!(status, 200);
-    let length = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.clone());
-    assert_eq!(length, Some(body.len().to_string()));
-    let (_, _, served) =
+    let answer = http_get(&base, &format!("/{}/.renditions/{}/{rendition}", enc(folder), enc(name)));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-length"), Some(answer.body.len().to_string().as_str()));
+    let served =
         http_get(&server.url(), &format!("/content/dam/{}/jcr:content/renditions/{rendition}", enc(&rel)));
-    assert_eq!(body, served);
+    assert_eq!(answer.body, served.body);
 }

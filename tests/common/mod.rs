@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use damfs::serve::{Auth, Catalog};
 
+pub mod mount;
+
 /// How long [`TestServer::stop`] waits for the server thread (the server itself gives
 /// requests in flight 5 s after shutdown begins).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -123,7 +123,10 @@ impl Mounted {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprintln!("watchdog: test still holds {} after {WATCHDOG:?}; tearing it down", mountpoint.display());
+            eprintln!(
+                "watchdog: test still holds {} after {WATCHDOG:?}; tearing it down",
+                mountpoint.display()
+            );
             force_unmount(&mountpoint);
             if let Some(pid) = pid {
                 // SAFETY: sending a signal to our own child process.
@@ -149,7 +152,8 @@ impl Mounted {
 
     /// Unmounts with `damfs umount` and waits for the daemon to exit 0.
     pub fn unmount(&mut self) {
-        let out = Command::new(damfs_bin()).arg("umount").arg(&self.mountpoint).output().expect("damfs umount");
+        let out =
+            Command::new(damfs_bin()).arg("umount").arg(&self.mountpoint).output().expect("damfs umount");
         assert!(out.status.success(), "damfs umount failed: {}", String::from_utf8_lossy(&out.stderr));
         self.reap(Duration::from_secs(15));
     }
@@ -202,21 +206,8 @@ pub fn within<T: Send + 'static>(timeout: Duration, what: &str, f: impl FnOnce()
     }
 }
 
-/// A plain HTTP/1.0 GET to a loopback server: (status, headers lower-cased, body).
-pub fn http_get(base: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://").split('/').next().unwrap().to_string();
-    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-        .collect();
-    (status, headers, raw[split + 4..].to_vec())
+/// A GET of `path` from the loopback server at `base` (`http://127.0.0.1:PORT`).
+pub fn http_get(base: &str, path: &str) -> super::RawResponse {
+    let addr = base.trim_start_matches("http://").split('/').next().unwrap_or_default();
+    super::raw_request(addr.parse().expect("a loopback address"), "GET", path, &[])
 }
