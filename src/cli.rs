@@ -67,7 +67,7 @@ pub struct ServeArgs {
     /// cache directory named after DIR].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Log each request (-v) and more (-vv).
+    /// Log more: requests are logged by default; -v adds debug detail.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
@@ -80,8 +80,9 @@ pub struct MountArgs {
     pub remote_url: String,
     /// Where to mount it (an existing, empty directory).
     pub mountpoint: PathBuf,
-    /// User for HTTP Basic authentication (with --password-file or DAMFS_PASSWORD).
-    #[arg(long, value_name = "USER")]
+    /// User for HTTP Basic authentication (with --password-file or DAMFS_PASSWORD). Also
+    /// spelled --username (`-o username=` in fstab, where mount(8) owns `user`).
+    #[arg(long, visible_alias = "username", value_name = "USER")]
     pub user: Option<String>,
     /// File holding the password of --user (first line). The password is never accepted
     /// on the command line; DAMFS_PASSWORD in the environment works too.
@@ -103,7 +104,8 @@ pub struct MountArgs {
     /// Folder listings are re-read from the remote after this (e.g. 60s, 5m).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub dir_ttl: String,
-    /// Which assets to show: images, all, or MIME types (image/*,application/pdf).
+    /// Which assets to show: images, all, or MIME types separated by commas or colons
+    /// (image/*,application/pdf; colons inside -o).
     #[arg(long, default_value = "images", value_name = "LIST")]
     pub formats: String,
     /// Let every local user read the mount (not only the one who mounted it).
@@ -192,7 +194,10 @@ pub fn expand_mount_options(options: &[String]) -> Result<Vec<String>, String> {
             None => (option, None),
         };
         if key == "rw" {
-            return Err("-o rw: damfs mounts are read-only; use ro (or no option)".into());
+            return Err(
+                "-o rw: damfs mounts are read-only; mount with -o ro (mount(8) passes rw unless ro is given)"
+                    .into(),
+            );
         }
         if value.is_none() && GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
             continue;

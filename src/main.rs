@@ -11,7 +11,14 @@ use damfs::config::MountConfig;
 use damfs::sample::SampleOptions;
 use damfs::serve::ServeConfig;
 
+/// mount(8)'s exit status for a failed mount, which its helpers are expected to use.
+const MOUNT_FAILURE: u8 = 32;
+
 fn main() -> ExitCode {
+    let as_helper = std::env::args_os()
+        .next()
+        .is_some_and(|a| Path::new(&a).file_name().is_some_and(|n| n == "mount.damfs"));
+    let failure = if as_helper { ExitCode::from(MOUNT_FAILURE) } else { ExitCode::FAILURE };
     let argv = match argv() {
         Ok(Some(argv)) => argv,
         Ok(None) => return ExitCode::SUCCESS,
@@ -25,7 +32,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("damfs: {err:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

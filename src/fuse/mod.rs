@@ -26,6 +26,42 @@ use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::vfs::{Attr, Entry, Kind, Vfs};
 
+/// How the kernel reads an open inode. The kernel allows one mode per inode at a time:
+/// every open of an inode in passthrough mode must name the same backing file, and an inode
+/// cannot be open in passthrough and cached mode at once. So the first open chooses, and
+/// later opens follow it until the last one is released.
+#[derive(Debug)]
+enum IoMode {
+    /// Reads go straight to this backing file.
+    Passthrough { id: BackingId, opens: usize },
+    /// Reads come to the daemon (and the page cache).
+    Cached { opens: usize },
+}
+
+/// Open inodes and their modes, and which inode each handle belongs to.
+#[derive(Debug, Default)]
+struct IoModes {
+    by_ino: HashMap<u64, IoMode>,
+    handles: HashMap<u64, u64>,
+}
+
+impl IoModes {
+    fn release(&mut self, fh: u64) {
+        let Some(ino) = self.handles.remove(&fh) else { return };
+        let last = match self.by_ino.get_mut(&ino) {
+            Some(IoMode::Passthrough { opens, .. } | IoMode::Cached { opens }) => {
+                *opens -= 1;
+                *opens == 0
+            }
+            None => false,
+        };
+        if last {
+            // Dropping a BackingId closes it in the kernel.
+            self.by_ino.remove(&ino);
+        }
+    }
+}
+
 /// The filesystem handed to fuser.
 pub struct DamFs<R: Remote> {
     vfs: Arc<Vfs<R>>,
@@ -33,8 +69,8 @@ pub struct DamFs<R: Remote> {
     uid: u32,
     gid: u32,
     passthrough: AtomicBool,
-    /// Backing files of passthrough opens, by handle; dropped at release. Guards the map only.
-    backing: Arc<Mutex<HashMap<u64, BackingId>>>,
+    /// How each open inode is read by the kernel. Guards the table only.
+    io: Arc<Mutex<IoModes>>,
     notifier: Arc<OnceLock<Notifier>>,
 }
 
@@ -60,7 +96,7 @@ impl<R: Remote> DamFs<R> {
             uid,
             gid,
             passthrough: AtomicBool::new(false),
-            backing: Arc::new(Mutex::new(HashMap::new())),
+            io: Arc::new(Mutex::new(IoModes::default())),
             notifier: Arc::clone(&notifier),
         };
         (fs, notifier)
@@ -281,7 +317,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
         let vfs = Arc::clone(&self.vfs);
         let deadline = vfs.deadline();
         let passthrough = self.passthrough.load(Ordering::Relaxed);
-        let backing = Arc::clone(&self.backing);
+        let io = Arc::clone(&self.io);
         let notifier = Arc::clone(&self.notifier);
         self.dispatch(
             async move {
@@ -294,24 +330,52 @@ impl<R: Remote> Filesystem for DamFs<R> {
                     Err(err) => return reply.error(errno(vfs.stats(), "open", err)),
                 };
                 let fh = FileHandle(opened.fh);
-                let backing_id = match &opened.backing {
-                    Some(file) if passthrough => match reply.open_backing(&**file) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            log::debug!("passthrough refused ({e}); reading through the daemon");
-                            None
-                        }
-                    },
-                    _ => None,
-                };
-                match backing_id {
-                    Some(id) => {
-                        reply.opened_passthrough(fh, FopenFlags::empty(), &id);
-                        backing.lock().insert(opened.fh, id);
+                // The table lock is held across the reply so that the table always says
+                // what the kernel was told; replies do not block.
+                let mut io = io.lock();
+                io.handles.insert(opened.fh, ino.0);
+                match io.by_ino.get_mut(&ino.0) {
+                    Some(IoMode::Passthrough { id, opens }) if opened.backing.is_some() => {
+                        *opens += 1;
                         Stats::add(&vfs.stats().passthrough_opens, 1);
+                        reply.opened_passthrough(fh, FopenFlags::empty(), id);
                     }
-                    None => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                    Some(IoMode::Passthrough { .. }) => {
+                        // A complete file stays complete; a passthrough inode cannot get a
+                        // handle without a backing file.
+                        io.handles.remove(&opened.fh);
+                        vfs.release(opened.fh);
+                        reply.error(Errno::EBUSY);
+                    }
+                    Some(IoMode::Cached { opens }) => {
+                        *opens += 1;
+                        reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
+                    }
+                    None => {
+                        let id = match &opened.backing {
+                            Some(file) if passthrough => match reply.open_backing(&**file) {
+                                Ok(id) => Some(id),
+                                Err(e) => {
+                                    log::debug!("passthrough refused ({e}); reading through the daemon");
+                                    None
+                                }
+                            },
+                            _ => None,
+                        };
+                        match id {
+                            Some(id) => {
+                                Stats::add(&vfs.stats().passthrough_opens, 1);
+                                reply.opened_passthrough(fh, FopenFlags::empty(), &id);
+                                io.by_ino.insert(ino.0, IoMode::Passthrough { id, opens: 1 });
+                            }
+                            None => {
+                                reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
+                                io.by_ino.insert(ino.0, IoMode::Cached { opens: 1 });
+                            }
+                        }
+                    }
                 }
+                drop(io);
                 if opened.stale_attr {
                     // After the reply, never inside it: the kernel holds the inode meanwhile.
                     std::thread::spawn(move || {
@@ -361,7 +425,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.backing.lock().remove(&fh.0);
+        self.io.lock().release(fh.0);
         self.vfs.release(fh.0);
         reply.ok();
     }

@@ -40,13 +40,15 @@ pub enum Formats {
 }
 
 impl Formats {
-    /// Parses `images`, `all`, or a comma-separated list of MIME types.
+    /// Parses `images`, `all`, or a list of MIME types separated by commas or colons (colons
+    /// survive mount(8)'s comma-separated `-o`).
     pub fn parse(text: &str) -> Result<Formats, String> {
         match text.trim() {
             "images" | "image" | "image/*" => Ok(Formats::Images),
             "all" | "*" => Ok(Formats::All),
             list => {
-                let items: Vec<String> = list.split(',').map(|s| s.trim().to_ascii_lowercase()).collect();
+                let items: Vec<String> =
+                    list.split([',', ':']).map(|s| s.trim().to_ascii_lowercase()).collect();
                 if items.iter().any(|i| i.is_empty() || !i.contains('/')) {
                     return Err(format!(
                         "'{text}' is not 'images', 'all' or a list of MIME types like image/*,application/pdf"
@@ -355,6 +357,7 @@ mod tests {
         assert!(!Formats::Images.allows(None, "x.txt"));
         assert!(Formats::All.allows(None, "x.txt"));
         let list = Formats::parse("image/png, application/*").unwrap();
+        assert_eq!(Formats::parse("image/png:application/*").unwrap(), list);
         assert!(list.allows(Some("application/pdf"), "x"));
         assert!(!list.allows(Some("image/jpeg"), "x"));
         assert!(Formats::parse("jpeg").is_err());
