@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("damfs: {e}");
-            return ExitCode::from(2);
+            return if as_helper { failure } else { ExitCode::from(2) };
         }
     };
     let cli = Cli::parse_from(argv);
