@@ -95,6 +95,10 @@ pub struct MountArgs {
     /// ~/.cache/damfs/<remote> otherwise].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes of materialized content kept (e.g. 512M, 10G); least recently used
+    /// assets are evicted whole [default: no bound].
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<String>,
     /// Bound on every remote fetch, counted from the kernel's request (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub fetch_timeout: String,

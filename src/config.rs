@@ -88,6 +88,8 @@ pub struct MountConfig {
     pub mountpoint: PathBuf,
     /// The cache directory.
     pub cache_dir: PathBuf,
+    /// Bound on bytes of content in the cache.
+    pub cache_size: Option<u64>,
     /// Bound on each remote fetch.
     pub fetch_timeout: Duration,
     /// Renditions larger than this transfer in the background.
@@ -127,6 +129,10 @@ impl TryFrom<&MountArgs> for MountConfig {
             bail!("--fetch-timeout: must be more than 0");
         }
         let async_threshold = flag("async-threshold", parse_size(&args.async_threshold))?;
+        let cache_size = args.cache_size.as_deref().map(|s| flag("cache-size", parse_size(s))).transpose()?;
+        if cache_size == Some(0) {
+            bail!("--cache-size: must be more than 0");
+        }
         let dir_ttl = flag("dir-ttl", parse_duration(&args.dir_ttl))?;
         let formats = flag("formats", Formats::parse(&args.formats))?;
         let credentials = credentials(args)?;
@@ -146,6 +152,7 @@ impl TryFrom<&MountArgs> for MountConfig {
             root,
             mountpoint: args.mountpoint.clone(),
             cache_dir: PathBuf::new(),
+            cache_size,
             fetch_timeout,
             async_threshold,
             dir_ttl,

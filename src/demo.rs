@@ -76,6 +76,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         root,
         mountpoint: mountpoint.clone(),
         cache_dir,
+        cache_size: None,
         fetch_timeout: Duration::from_secs(5),
         async_threshold: 10 << 20,
         dir_ttl: Duration::from_secs(60),

@@ -288,14 +288,14 @@ async fn a_stalled_server_is_cancelled_by_the_caller() {
 }
 
 #[tokio::test]
-async fn transport_failures_are_other() {
+async fn unreachable_is_a_timeout_and_a_short_body_is_other() {
     bounded(async {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let remote = client(&format!("http://127.0.0.1:{port}/"), Credentials::None);
         let e = remote.list_folder("").await.unwrap_err();
-        assert_eq!((e.kind, e.cause.as_str()), (RemoteErrorKind::Other, "connection refused"));
+        assert_eq!((e.kind, e.cause.as_str()), (RemoteErrorKind::Timeout, "unreachable: connection refused"));
 
         // A body shorter than its Content-Length.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -48,7 +48,7 @@ struct Setup {
 
 fn setup(remote: Arc<FakeRemote>, timeout: Duration, threshold: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake").unwrap());
+    let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", None).unwrap());
     let config = VfsConfig {
         root: String::new(),
         remote_url: "http://dam".into(),
@@ -150,7 +150,7 @@ async fn a_stall_times_out_leaves_nothing_and_is_not_remembered() {
     assert!(matches!(err, FsError::Timeout(_)), "{err}");
     assert_eq!(err.errno(), libc::ETIMEDOUT);
     assert!(start.elapsed() < Duration::from_millis(800), "{:?}", start.elapsed());
-    assert!(s.vfs.cache().asset("we/a.jpg").is_none_or(|c| c.renditions.is_empty()));
+    assert!(s.vfs.cache().renditions("we/a.jpg").is_empty());
     s.remote.set_stall(false);
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
@@ -163,7 +163,7 @@ async fn a_broken_body_never_enters_the_cache() {
     s.remote.set_body_failure(Some(1000));
     let err = read_all(&s.vfs, a).await.unwrap_err();
     assert_eq!(err.errno(), libc::EIO, "{err}");
-    assert!(s.vfs.cache().asset("we/a.jpg").is_none_or(|c| !c.renditions.contains_key("original")));
+    assert!(s.vfs.cache().rendition("we/a.jpg", "original").is_none());
     s.remote.set_body_failure(None);
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
@@ -239,14 +239,14 @@ async fn stale_listings_keep_serving_when_the_remote_fails() {
     };
     let we_ino;
     {
-        let cache = Arc::new(Cache::open(&cache_dir, "fake").unwrap());
+        let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
         let vfs = Vfs::new(config.clone(), Arc::clone(&remote), Arc::clone(&cache), 10 << 20);
         we_ino = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
         vfs.readdir(we_ino, soon()).await.unwrap();
         cache.close();
     }
     remote.fail_always_any(RemoteErrorKind::Other);
-    let cache = Arc::new(Cache::open(&cache_dir, "fake").unwrap());
+    let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
     let vfs = Vfs::new(config, Arc::clone(&remote), cache, 10 << 20);
     let again = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     assert_eq!(again, we_ino, "inode numbers survive a remount");

@@ -1,19 +1,26 @@
 //! The cache index: a SQLite database (WAL mode) recording what the content files are, the
-//! persisted folder listings and the inode numbers.
+//! asset manifests, the persisted folder listings and the inode numbers.
 //!
-//! Reads happen once, at open ([`load`]); from then on the in-memory view in `Cache` answers
-//! and every change is sent to a single writer thread ([`Writer`]) that applies changes in
-//! batched transactions. No filesystem request ever waits on SQLite.
+//! Two connections: a writer thread ([`Writer`]) applies every change in batched
+//! transactions, so no filesystem request waits on a commit; a reader serves point lookups
+//! (an asset's renditions, a manifest, a listing, an inode number) by primary key, from
+//! SQLite's page cache in the common case. At open only what the LRU needs is read (one
+//! row per asset), so startup stays fast with a large cache.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Version of the schema; a different number in an existing index is refused.
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another one's lock (the daemon's writer and an admin
+/// command such as `damfs cache verify` may meet).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One change to the index.
 #[derive(Debug)]
@@ -28,31 +35,37 @@ pub enum IndexOp {
     Rendition { asset: String, name: String, size: u64, sha256: String },
     /// Record an access to an asset.
     Touch { path: String, at: i64 },
-    /// Forget an asset and its renditions.
-    DropAsset { path: String },
+    /// Forget the content of an asset (its renditions); the manifest stays.
+    DropContent { path: String },
+    /// Forget one rendition's content file.
+    DropRendition { asset: String, name: String },
     /// Answer once everything sent before has been written.
     Flush(mpsc::Sender<()>),
 }
 
-/// What the index held at open.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// (node key, inode number)
-    pub inodes: Vec<(String, u64)>,
-    /// (folder path, listing JSON, fetched at)
-    pub listings: Vec<(String, String, i64)>,
-    /// (asset path, manifest JSON, fetched at, last access)
-    pub assets: Vec<(String, String, i64, i64)>,
-    /// (asset path, rendition name, size, sha256)
-    pub renditions: Vec<(String, String, u64, String)>,
+/// One asset with content, as the LRU needs it.
+#[derive(Debug)]
+pub struct UsageRow {
+    /// DAM path.
+    pub path: String,
+    /// Bytes of its content files.
+    pub bytes: u64,
+    /// Last access, seconds since the epoch.
+    pub last_access: i64,
 }
 
-/// Opens (creating if needed) the index at `path` for `remote`, and reads everything.
-pub fn load(path: &Path, remote: &str) -> anyhow::Result<(Connection, Snapshot)> {
+/// Opens a connection to the index at `path`, with WAL and a busy timeout.
+pub fn connect(path: &Path) -> anyhow::Result<Connection> {
     let conn =
         Connection::open(path).with_context(|| format!("cannot open the cache index {}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL").context("cannot switch the cache index to WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// Creates the tables if needed and checks the schema version and the owning remote.
+pub fn prepare(conn: &Connection, remote: &str) -> anyhow::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS inodes (key TEXT PRIMARY KEY, ino INTEGER NOT NULL UNIQUE);
@@ -63,8 +76,7 @@ pub fn load(path: &Path, remote: &str) -> anyhow::Result<(Connection, Snapshot)>
              size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (asset, name));",
     )
     .context("cannot create the cache index tables")?;
-    let version: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
+    let version = meta(conn, "schema")?;
     match version {
         None => {
             conn.execute("INSERT INTO meta VALUES ('schema', ?1)", params![SCHEMA_VERSION.to_string()])?;
@@ -73,35 +85,80 @@ pub fn load(path: &Path, remote: &str) -> anyhow::Result<(Connection, Snapshot)>
         Some(v) if v == SCHEMA_VERSION.to_string() => {}
         Some(v) => anyhow::bail!("the cache index has schema {v}, this damfs reads {SCHEMA_VERSION}"),
     }
-    let owner: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'remote'", [], |r| r.get(0)).optional()?;
-    if let Some(owner) = owner
+    if let Some(owner) = meta(conn, "remote")?
         && owner != remote
     {
         anyhow::bail!("the cache belongs to {owner}, not {remote}: give this remote its own --cache-dir");
     }
-
-    let snapshot = read_snapshot(&conn)?;
-    Ok((conn, snapshot))
+    Ok(())
 }
 
-fn read_snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    let mut snapshot = Snapshot::default();
-    let mut stmt = conn.prepare("SELECT key, ino FROM inodes")?;
-    snapshot.inodes =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare("SELECT path, json, fetched_at FROM listings")?;
-    snapshot.listings =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare("SELECT path, manifest, fetched_at, last_access FROM assets")?;
-    snapshot.assets = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+/// A value of the `meta` table.
+pub fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+}
+
+/// Sets a value of the `meta` table.
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value]).map(|_| ())
+}
+
+/// Every asset with content: bytes and last access.
+pub fn usage(conn: &Connection) -> rusqlite::Result<Vec<UsageRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT r.asset, SUM(r.size), COALESCE(a.last_access, 0) FROM renditions r
+         LEFT JOIN assets a ON a.path = r.asset GROUP BY r.asset",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UsageRow { path: r.get(0)?, bytes: r.get::<_, i64>(1)? as u64, last_access: r.get(2)? })
+    })?;
+    rows.collect()
+}
+
+/// The highest inode number given out so far.
+pub fn max_inode(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COALESCE(MAX(ino), 0) FROM inodes", [], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+}
+
+/// The inode number of a node key.
+pub fn inode(conn: &Connection, key: &str) -> rusqlite::Result<Option<u64>> {
+    conn.query_row("SELECT ino FROM inodes WHERE key = ?1", [key], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|o| o.map(|n| n as u64))
+}
+
+/// An asset's manifest JSON.
+pub fn manifest(conn: &Connection, asset: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT manifest FROM assets WHERE path = ?1", [asset], |r| r.get(0)).optional()
+}
+
+/// Paths of every asset with a manifest.
+pub fn assets_with_manifest(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT path FROM assets")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// A folder listing and when it was fetched.
+pub fn listing(conn: &Connection, folder: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    conn.query_row("SELECT json, fetched_at FROM listings WHERE path = ?1", [folder], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// An asset's renditions: (name, size, sha256).
+pub fn renditions(conn: &Connection, asset: &str) -> rusqlite::Result<Vec<(String, u64, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, size, sha256 FROM renditions WHERE asset = ?1")?;
+    let rows = stmt.query_map([asset], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+    rows.collect()
+}
+
+/// Every rendition row: (asset, name, size, sha256).
+pub fn all_renditions(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64, String)>> {
     let mut stmt = conn.prepare("SELECT asset, name, size, sha256 FROM renditions")?;
-    snapshot.renditions = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
-    Ok(snapshot)
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?;
+    rows.collect()
 }
 
 /// The writer thread's handle. Dropping it lets the thread drain and stop; [`Writer::close`]
@@ -174,7 +231,8 @@ fn write_loop(mut conn: Connection, receiver: mpsc::Receiver<IndexOp>) {
     }
 }
 
-fn apply(
+/// Applies a batch of changes in one transaction.
+pub fn apply(
     conn: &mut Connection,
     batch: Vec<IndexOp>,
     flushes: &mut Vec<mpsc::Sender<()>>,
@@ -210,9 +268,11 @@ fn apply(
             IndexOp::Touch { path, at } => {
                 tx.execute("UPDATE assets SET last_access = ?2 WHERE path = ?1", params![path, at])?;
             }
-            IndexOp::DropAsset { path } => {
+            IndexOp::DropContent { path } => {
                 tx.execute("DELETE FROM renditions WHERE asset = ?1", params![path])?;
-                tx.execute("DELETE FROM assets WHERE path = ?1", params![path])?;
+            }
+            IndexOp::DropRendition { asset, name } => {
+                tx.execute("DELETE FROM renditions WHERE asset = ?1 AND name = ?2", params![asset, name])?;
             }
             IndexOp::Flush(done) => flushes.push(done),
         }

@@ -1,5 +1,6 @@
-//! The persistent on-disk store: content files, their index, persisted listings and inode
-//! numbers. It knows no HTTP and no FUSE: manifests and listings are opaque JSON to it.
+//! The persistent on-disk store: content files, their index, manifests, persisted listings
+//! and inode numbers, bounded in bytes with least-recently-used eviction of whole assets.
+//! It knows no HTTP and no FUSE: manifests and listings are opaque JSON to it.
 //!
 //! Layout of a cache directory (created 0700):
 //!
@@ -14,11 +15,14 @@
 //!
 //! A content file enters `content/` only complete: written under `tmp/`, fsynced, renamed.
 //! Its index row is written after the rename, so a crash leaves at worst an orphan file,
-//! which the next open removes.
+//! which [`Cache::reconcile`] removes.
+//!
+//! Lock order: `state` before nothing else; the reader connection's lock is taken alone.
 
+pub mod admin;
 mod index;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -28,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use parking_lot::Mutex;
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use index::{IndexOp, Writer};
@@ -44,29 +49,76 @@ pub struct CachedRendition {
     pub sha256: String,
 }
 
-/// What the cache holds for one asset.
-#[derive(Debug, Clone, Default)]
-pub struct CachedAsset {
-    /// The manifest JSON (metadata, tags, rendition list), as the materializer wrote it.
-    pub manifest: Option<String>,
-    /// Complete renditions by name.
-    pub renditions: HashMap<String, CachedRendition>,
-    /// Last access, seconds since the epoch.
-    pub last_access: i64,
+/// LRU bookkeeping of one asset with content.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    bytes: u64,
+    last_access: i64,
+}
+
+/// The in-memory view. Guarded by `Cache::state`; never held across disk I/O.
+#[derive(Debug, Default)]
+struct State {
+    /// Every asset with content, loaded at open.
+    usage: HashMap<String, Usage>,
+    /// The same assets by (last access, path): the eviction order.
+    lru: BTreeSet<(i64, String)>,
+    /// Sum of `usage` bytes.
+    total: u64,
+    /// Renditions of the assets looked at so far (loaded from the index on first need).
+    renditions: HashMap<String, HashMap<String, CachedRendition>>,
+    /// Assets that must not be evicted (open, or being materialized), with a count.
+    pins: HashMap<String, usize>,
+}
+
+impl State {
+    fn touch(&mut self, asset: &str, at: i64) -> bool {
+        let Some(usage) = self.usage.get_mut(asset) else { return false };
+        if usage.last_access == at {
+            return false;
+        }
+        self.lru.remove(&(usage.last_access, asset.to_string()));
+        usage.last_access = at;
+        self.lru.insert((at, asset.to_string()));
+        true
+    }
+
+    fn add(&mut self, asset: &str, bytes: u64, at: i64) {
+        let usage = self.usage.entry(asset.to_string()).or_insert(Usage { bytes: 0, last_access: at });
+        self.lru.remove(&(usage.last_access, asset.to_string()));
+        usage.bytes += bytes;
+        usage.last_access = at;
+        self.lru.insert((at, asset.to_string()));
+        self.total += bytes;
+    }
+
+    fn remove(&mut self, asset: &str) -> u64 {
+        // Known empty, not unknown: the index may not have applied the drop yet.
+        self.renditions.insert(asset.to_string(), HashMap::new());
+        match self.usage.remove(asset) {
+            Some(usage) => {
+                self.lru.remove(&(usage.last_access, asset.to_string()));
+                self.total -= usage.bytes;
+                usage.bytes
+            }
+            None => 0,
+        }
+    }
 }
 
 /// The on-disk cache of one remote.
 #[derive(Debug)]
 pub struct Cache {
     dir: PathBuf,
-    remote: String,
-    /// Guards the in-memory view only; never held across disk I/O.
-    assets: Mutex<HashMap<String, CachedAsset>>,
-    /// Persisted listings: folder path -> (JSON, fetched at).
-    listings: Mutex<HashMap<String, (String, i64)>>,
-    inodes: Mutex<Option<Vec<(String, u64)>>>,
+    namer: ContentNamer,
+    /// Most bytes of content kept (None: no bound).
+    cap: Option<u64>,
+    state: Mutex<State>,
+    /// Point lookups. Its own lock, taken alone; queries are primary-key lookups.
+    reader: Mutex<Connection>,
     writer: Mutex<Writer>,
     temp_seq: AtomicU64,
+    next_ino: AtomicU64,
     _lock: File,
 }
 
@@ -75,79 +127,81 @@ pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-impl Cache {
-    /// Opens the cache at `dir` for `remote` (a URL identifying the remote root), creating
-    /// it if needed; fails if another daemon holds it or it belongs to another remote.
-    pub fn open(dir: &Path, remote: &str) -> anyhow::Result<Cache> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
-        let version_path = dir.join("VERSION");
-        match fs::read_to_string(&version_path) {
-            Ok(text) if text.trim() == LAYOUT => {}
-            Ok(text) => anyhow::bail!(
+/// Creates (or checks) the layout marker of a cache directory; refuses a non-empty
+/// directory that is not a damfs cache.
+fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+    let version_path = dir.join("VERSION");
+    match fs::read_to_string(&version_path) {
+        Ok(text) if text.trim() == LAYOUT => Ok(()),
+        Ok(text) => {
+            anyhow::bail!(
                 "{} holds cache layout '{}', this damfs uses '{LAYOUT}'",
                 dir.display(),
                 text.trim()
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if fs::read_dir(dir)?.next().is_some() {
-                    anyhow::bail!("{} is not empty and is not a damfs cache", dir.display());
-                }
-                fs::write(&version_path, format!("{LAYOUT}\n"))?;
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if fs::read_dir(dir)?.next().is_some() {
+                anyhow::bail!("{} is not empty and is not a damfs cache", dir.display());
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", version_path.display())),
+            fs::write(&version_path, format!("{LAYOUT}\n"))?;
+            Ok(())
         }
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0
-        {
-            anyhow::bail!("the cache {} is in use by another damfs", dir.display());
-        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", version_path.display())),
+    }
+}
+
+/// Takes the cache's lock, or says it is in use.
+fn lock(dir: &Path) -> anyhow::Result<File> {
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!("the cache {} is in use by a damfs mount", dir.display());
+    }
+    Ok(lock)
+}
+
+impl Cache {
+    /// Opens the cache at `dir` for `remote` (a URL identifying the remote folder), creating
+    /// it if needed; fails if another daemon holds it or it belongs to another remote.
+    /// `cap` bounds the bytes of content kept.
+    pub fn open(dir: &Path, remote: &str, cap: Option<u64>) -> anyhow::Result<Cache> {
+        ensure_layout(dir)?;
+        let lock = lock(dir)?;
         for sub in ["content", "tmp"] {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join(sub))?;
         }
         clear_dir(&dir.join("tmp"))?;
 
-        let (conn, snapshot) = index::load(&dir.join("index.sqlite"), remote)?;
-        let writer = Writer::start(conn)?;
-        let mut assets: HashMap<String, CachedAsset> = HashMap::new();
-        for (path, manifest, _fetched, last_access) in snapshot.assets {
-            let entry = assets.entry(path).or_default();
-            entry.manifest = Some(manifest);
-            entry.last_access = last_access;
+        let db = dir.join("index.sqlite");
+        let writer_conn = index::connect(&db)?;
+        index::prepare(&writer_conn, remote)?;
+        if let Some(cap) = cap {
+            index::set_meta(&writer_conn, "cap", &cap.to_string())?;
         }
-        let cache_probe = ContentNamer { remote: remote.to_string(), dir: dir.to_path_buf() };
-        for (asset, name, size, sha256) in snapshot.renditions {
-            // A row whose file is gone (deleted by hand, lost in a crash) is dropped.
-            let path = cache_probe.path(&asset, &name);
-            match fs::metadata(&path) {
-                Ok(meta) if meta.len() == size => {
-                    assets
-                        .entry(asset)
-                        .or_default()
-                        .renditions
-                        .insert(name, CachedRendition { size, sha256 });
-                }
-                _ => {
-                    log::warn!(
-                        "cache: {asset} rendition {name} is missing or damaged on disk; it will be fetched again"
-                    );
-                    let _ = fs::remove_file(&path);
-                }
-            }
+        let reader = index::connect(&db)?;
+        let mut state = State::default();
+        for row in index::usage(&reader)? {
+            state.total += row.bytes;
+            state.lru.insert((row.last_access, row.path.clone()));
+            state.usage.insert(row.path, Usage { bytes: row.bytes, last_access: row.last_access });
         }
-        let listings = snapshot.listings.into_iter().map(|(p, j, t)| (p, (j, t))).collect();
+        // Inode 1 is the root.
+        let next_ino = (index::max_inode(&reader)? + 1).max(2);
         Ok(Cache {
             dir: dir.to_path_buf(),
-            remote: remote.to_string(),
-            assets: Mutex::new(assets),
-            listings: Mutex::new(listings),
-            inodes: Mutex::new(Some(snapshot.inodes)),
-            writer: Mutex::new(writer),
+            namer: ContentNamer { remote: remote.to_string(), dir: dir.to_path_buf() },
+            cap,
+            state: Mutex::new(state),
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Writer::start(writer_conn)?),
             temp_seq: AtomicU64::new(0),
+            next_ino: AtomicU64::new(next_ino),
             _lock: lock,
         })
     }
@@ -157,13 +211,14 @@ impl Cache {
         &self.dir
     }
 
-    fn namer(&self) -> ContentNamer {
-        ContentNamer { remote: self.remote.clone(), dir: self.dir.clone() }
+    /// The bound on bytes of content, if any.
+    pub fn cap(&self) -> Option<u64> {
+        self.cap
     }
 
     /// Where the content of a rendition lives once complete.
     pub fn content_path(&self, asset: &str, rendition: &str) -> PathBuf {
-        self.namer().path(asset, rendition)
+        self.namer.path(asset, rendition)
     }
 
     /// Creates a new temporary file for a transfer (0600, under `tmp/`).
@@ -172,6 +227,36 @@ impl Cache {
         let path = self.dir.join("tmp").join(format!("{}-{seq}.part", std::process::id()));
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
         Ok((file, path))
+    }
+
+    fn query<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
+        match f(&self.reader.lock()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                log::error!("cache index: cannot read {what}: {e}");
+                None
+            }
+        }
+    }
+
+    /// The complete renditions of an asset.
+    pub fn renditions(&self, asset: &str) -> HashMap<String, CachedRendition> {
+        if let Some(known) = self.state.lock().renditions.get(asset) {
+            return known.clone();
+        }
+        let rows = self.query("renditions", |c| index::renditions(c, asset)).unwrap_or_default();
+        let map: HashMap<String, CachedRendition> =
+            rows.into_iter().map(|(name, size, sha256)| (name, CachedRendition { size, sha256 })).collect();
+        self.state.lock().renditions.entry(asset.to_string()).or_insert_with(|| map.clone());
+        map
+    }
+
+    /// One complete rendition, if the cache has it.
+    pub fn rendition(&self, asset: &str, name: &str) -> Option<CachedRendition> {
+        if let Some(known) = self.state.lock().renditions.get(asset) {
+            return known.get(name).cloned();
+        }
+        self.renditions(asset).remove(name)
     }
 
     /// Moves a complete, verified temporary file into place and records it. The file must
@@ -184,6 +269,8 @@ impl Cache {
         size: u64,
         sha256: &str,
     ) -> io::Result<PathBuf> {
+        // Load the asset's existing renditions first, so the in-memory view stays complete.
+        self.renditions(asset);
         let dest = self.content_path(asset, rendition);
         if let Some(parent) = dest.parent() {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
@@ -192,12 +279,14 @@ impl Cache {
         if let Some(parent) = dest.parent() {
             File::open(parent)?.sync_all()?;
         }
-        self.assets
-            .lock()
-            .entry(asset.to_string())
-            .or_default()
-            .renditions
-            .insert(rendition.to_string(), CachedRendition { size, sha256: sha256.to_string() });
+        {
+            let mut state = self.state.lock();
+            let entry = CachedRendition { size, sha256: sha256.to_string() };
+            let previous =
+                state.renditions.entry(asset.to_string()).or_default().insert(rendition.to_string(), entry);
+            let grown = size.saturating_sub(previous.map(|p| p.size).unwrap_or(0));
+            state.add(asset, grown, now_secs());
+        }
         self.send(IndexOp::Rendition {
             asset: asset.into(),
             name: rendition.into(),
@@ -207,58 +296,67 @@ impl Cache {
         Ok(dest)
     }
 
-    /// The cached state of an asset.
-    pub fn asset(&self, asset: &str) -> Option<CachedAsset> {
-        self.assets.lock().get(asset).cloned()
+    /// Forgets one rendition whose file turned out missing or damaged.
+    pub fn forget_rendition(&self, asset: &str, name: &str) {
+        let path = self.content_path(asset, name);
+        self.renditions(asset);
+        {
+            let mut state = self.state.lock();
+            let size =
+                state.renditions.get_mut(asset).and_then(|m| m.remove(name)).map(|r| r.size).unwrap_or(0);
+            if let Some(usage) = state.usage.get_mut(asset) {
+                usage.bytes = usage.bytes.saturating_sub(size);
+                state.total = state.total.saturating_sub(size);
+            }
+            if state.renditions.get(asset).is_some_and(|m| m.is_empty()) {
+                state.remove(asset);
+            }
+        }
+        let _ = fs::remove_file(path);
+        self.send(IndexOp::DropRendition { asset: asset.into(), name: name.into() });
+    }
+
+    /// An asset's stored manifest.
+    pub fn manifest(&self, asset: &str) -> Option<String> {
+        self.query("a manifest", |c| index::manifest(c, asset)).flatten()
     }
 
     /// Paths of every asset with a stored manifest.
     pub fn assets_with_manifest(&self) -> Vec<String> {
-        self.assets.lock().iter().filter(|(_, a)| a.manifest.is_some()).map(|(p, _)| p.clone()).collect()
+        self.query("manifests", index::assets_with_manifest).unwrap_or_default()
     }
 
     /// Stores an asset's manifest.
     pub fn put_manifest(&self, asset: &str, manifest: String) {
-        let now = now_secs();
-        {
-            let mut assets = self.assets.lock();
-            let entry = assets.entry(asset.to_string()).or_default();
-            entry.manifest = Some(manifest.clone());
-            entry.last_access = now;
-        }
-        self.send(IndexOp::Asset { path: asset.into(), manifest, fetched_at: now });
+        self.send(IndexOp::Asset { path: asset.into(), manifest, fetched_at: now_secs() });
     }
 
     /// Records an access to an asset (for LRU).
     pub fn touch(&self, asset: &str) {
         let now = now_secs();
-        let changed = match self.assets.lock().get_mut(asset) {
-            Some(entry) if entry.last_access != now => {
-                entry.last_access = now;
-                true
-            }
-            _ => false,
-        };
-        if changed {
+        if self.state.lock().touch(asset, now) {
             self.send(IndexOp::Touch { path: asset.into(), at: now });
         }
     }
 
     /// A persisted folder listing and when it was fetched.
     pub fn listing(&self, folder: &str) -> Option<(String, i64)> {
-        self.listings.lock().get(folder).cloned()
+        self.query("a listing", |c| index::listing(c, folder)).flatten()
     }
 
     /// Persists a folder listing.
     pub fn put_listing(&self, folder: &str, json: String) {
-        let now = now_secs();
-        self.listings.lock().insert(folder.to_string(), (json.clone(), now));
-        self.send(IndexOp::Listing { path: folder.into(), json, fetched_at: now });
+        self.send(IndexOp::Listing { path: folder.into(), json, fetched_at: now_secs() });
     }
 
-    /// The inode numbers persisted by earlier mounts (given out once).
-    pub fn take_inodes(&self) -> Vec<(String, u64)> {
-        self.inodes.lock().take().unwrap_or_default()
+    /// The inode number an earlier mount gave a node key.
+    pub fn inode(&self, key: &str) -> Option<u64> {
+        self.query("an inode number", |c| index::inode(c, key)).flatten()
+    }
+
+    /// A fresh inode number, above every persisted one.
+    pub fn new_inode(&self) -> u64 {
+        self.next_ino.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Persists the inode number of a node key.
@@ -266,11 +364,114 @@ impl Cache {
         self.send(IndexOp::Inode { key: key.into(), ino });
     }
 
-    /// Number of assets and bytes of complete content.
+    /// Keeps `asset` from eviction until [`Cache::unpin`].
+    pub fn pin(&self, asset: &str) {
+        *self.state.lock().pins.entry(asset.to_string()).or_default() += 1;
+    }
+
+    /// Releases one [`Cache::pin`].
+    pub fn unpin(&self, asset: &str) {
+        let mut state = self.state.lock();
+        if let Some(n) = state.pins.get_mut(asset) {
+            *n -= 1;
+            if *n == 0 {
+                state.pins.remove(asset);
+            }
+        }
+    }
+
+    /// Makes room for `need` more bytes by evicting least-recently-used assets that are not
+    /// pinned. Returns false when even that cannot bring the total under the cap (the
+    /// transfer then goes ahead: the cap is exceeded only by what is open).
+    pub fn make_room(&self, need: u64) -> bool {
+        let Some(cap) = self.cap else { return true };
+        let victims: Vec<String> = {
+            let mut state = self.state.lock();
+            let mut victims = Vec::new();
+            let mut total = state.total;
+            for (_, asset) in state.lru.iter() {
+                if total + need <= cap {
+                    break;
+                }
+                if state.pins.contains_key(asset) {
+                    continue;
+                }
+                total -= state.usage.get(asset).map(|u| u.bytes).unwrap_or(0);
+                victims.push(asset.clone());
+            }
+            for asset in &victims {
+                state.remove(asset);
+            }
+            victims
+        };
+        for asset in &victims {
+            log::info!("cache: evicting {asset} (least recently used) to stay under {cap} bytes");
+            self.remove_files(asset);
+        }
+        self.state.lock().total + need <= cap
+    }
+
+    /// Drops the content of `asset` (its listing entry and manifest stay).
+    pub fn evict(&self, asset: &str) {
+        self.state.lock().remove(asset);
+        self.remove_files(asset);
+    }
+
+    fn remove_files(&self, asset: &str) {
+        let names: Vec<String> = self
+            .query("renditions", |c| index::renditions(c, asset))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        for name in names {
+            let _ = fs::remove_file(self.content_path(asset, &name));
+        }
+        self.send(IndexOp::DropContent { path: asset.into() });
+    }
+
+    /// Number of assets with content and bytes of content.
     pub fn usage(&self) -> (u64, u64) {
-        let assets = self.assets.lock();
-        let bytes = assets.values().flat_map(|a| a.renditions.values()).map(|r| r.size).sum();
-        (assets.values().filter(|a| !a.renditions.is_empty()).count() as u64, bytes)
+        let state = self.state.lock();
+        (state.usage.len() as u64, state.total)
+    }
+
+    /// Brings the index and the files into agreement after a crash or a hand edit: rows whose
+    /// file is missing or of the wrong length are dropped, files no row names are removed.
+    /// Meant to run in the background after mounting.
+    pub fn reconcile(&self) -> (usize, usize) {
+        self.flush();
+        let rows = self.query("renditions", index::all_renditions).unwrap_or_default();
+        let mut expected = HashSet::with_capacity(rows.len());
+        let mut dropped = 0;
+        for (asset, name, size, _) in rows {
+            let path = self.content_path(&asset, &name);
+            match fs::metadata(&path) {
+                Ok(meta) if meta.len() == size => {
+                    expected.insert(path);
+                }
+                _ => {
+                    log::warn!(
+                        "cache: {asset} rendition {name} is missing or damaged on disk; it will be fetched again"
+                    );
+                    self.forget_rendition(&asset, &name);
+                    dropped += 1;
+                }
+            }
+        }
+        let mut orphans = 0;
+        for shard in fs::read_dir(self.dir.join("content")).into_iter().flatten().flatten() {
+            for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                if !expected.contains(&file.path()) {
+                    let _ = fs::remove_file(file.path());
+                    orphans += 1;
+                }
+            }
+        }
+        if dropped + orphans > 0 {
+            log::warn!("cache: reconciled {dropped} missing file(s) and {orphans} orphan file(s)");
+        }
+        (dropped, orphans)
     }
 
     fn send(&self, op: IndexOp) {
@@ -293,14 +494,15 @@ impl Cache {
 }
 
 /// Names content files: `content/<2 hex>/<62 hex>` of SHA-256(remote, asset, rendition).
-#[derive(Debug)]
-struct ContentNamer {
+#[derive(Debug, Clone)]
+pub struct ContentNamer {
     remote: String,
     dir: PathBuf,
 }
 
 impl ContentNamer {
-    fn path(&self, asset: &str, rendition: &str) -> PathBuf {
+    /// The content file of a rendition.
+    pub fn path(&self, asset: &str, rendition: &str) -> PathBuf {
         let mut hasher = Sha256::new();
         for part in [self.remote.as_str(), asset, rendition] {
             hasher.update((part.len() as u64).to_le_bytes());
@@ -327,66 +529,4 @@ fn clear_dir(dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn content_survives_reopen_and_names_are_digests() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("cache");
-        {
-            let cache = Cache::open(&dir, "http://dam/content/dam").unwrap();
-            let (mut file, temp) = cache.temp_file().unwrap();
-            file.write_all(b"hello").unwrap();
-            file.sync_all().unwrap();
-            let dest = cache.commit("a/b c.jpg", "original", &temp, 5, "x").unwrap();
-            assert!(!dest.to_string_lossy().contains("b c"));
-            cache.put_manifest("a/b c.jpg", "{}".into());
-            cache.put_listing("a", "[]".into());
-            cache.put_inode("a/b c.jpg", 42);
-            cache.close();
-        }
-        let mode = fs::metadata(&dir).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
-        let cache = Cache::open(&dir, "http://dam/content/dam").unwrap();
-        let asset = cache.asset("a/b c.jpg").unwrap();
-        assert_eq!(asset.renditions["original"].size, 5);
-        assert_eq!(asset.manifest.as_deref(), Some("{}"));
-        assert_eq!(cache.listing("a").unwrap().0, "[]");
-        assert_eq!(cache.take_inodes(), vec![("a/b c.jpg".to_string(), 42)]);
-        assert_eq!(fs::read(cache.content_path("a/b c.jpg", "original")).unwrap(), b"hello");
-    }
-
-    #[test]
-    fn refuses_a_second_user_and_another_remote() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("cache");
-        let cache = Cache::open(&dir, "http://one").unwrap();
-        let err = Cache::open(&dir, "http://one").unwrap_err().to_string();
-        assert!(err.contains("in use"), "{err}");
-        cache.close();
-        drop(cache);
-        let err = Cache::open(&dir, "http://two").unwrap_err().to_string();
-        assert!(err.contains("belongs to http://one"), "{err}");
-    }
-
-    #[test]
-    fn partial_and_missing_files_are_never_kept() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("cache");
-        {
-            let cache = Cache::open(&dir, "r").unwrap();
-            let (mut file, temp) = cache.temp_file().unwrap();
-            file.write_all(b"12345").unwrap();
-            cache.commit("x", "original", &temp, 5, "d").unwrap();
-            let (mut partial, _) = cache.temp_file().unwrap();
-            partial.write_all(b"half").unwrap();
-            fs::remove_file(cache.content_path("x", "original")).unwrap();
-            cache.close();
-        }
-        let cache = Cache::open(&dir, "r").unwrap();
-        assert!(cache.asset("x").is_none_or(|a| a.renditions.is_empty()));
-        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
-    }
-}
+mod tests;

@@ -40,7 +40,8 @@ pub struct MaterializeConfig {
 /// Where one rendition's bytes are.
 #[derive(Debug, Clone)]
 pub enum RenditionState {
-    /// Complete in the cache.
+    /// Complete in the cache (or, for an asset larger than the whole cache, in a temporary
+    /// file that lives as long as the content).
     Complete {
         /// The content file.
         path: std::path::PathBuf,
@@ -58,9 +59,22 @@ pub struct AssetContent {
     pub manifest: Arc<Manifest>,
     /// Guards only the map; never held across I/O.
     renditions: Mutex<HashMap<String, RenditionState>>,
+    /// Served without caching (larger than the whole cache): its files are temporary.
+    uncached: bool,
+    /// Temporary files removed when the content is dropped (for uncached assets; open
+    /// descriptors keep their bytes readable after that).
+    temps: Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl AssetContent {
+    fn new(
+        manifest: Arc<Manifest>,
+        renditions: HashMap<String, RenditionState>,
+        uncached: bool,
+    ) -> AssetContent {
+        AssetContent { manifest, renditions: Mutex::new(renditions), uncached, temps: Mutex::new(Vec::new()) }
+    }
+
     /// The state of one rendition.
     pub fn rendition(&self, name: &str) -> Option<RenditionState> {
         self.renditions.lock().get(name).cloned()
@@ -71,6 +85,33 @@ impl AssetContent {
             name.to_string(),
             RenditionState::Complete { path: fetched.path.clone(), size: fetched.size },
         );
+    }
+}
+
+impl Drop for AssetContent {
+    fn drop(&mut self) {
+        for path in self.temps.get_mut().drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Keeps an asset from eviction while it lives.
+struct PinGuard {
+    cache: Arc<Cache>,
+    asset: String,
+}
+
+impl PinGuard {
+    fn new(cache: &Arc<Cache>, asset: &str) -> PinGuard {
+        cache.pin(asset);
+        PinGuard { cache: Arc::clone(cache), asset: asset.to_string() }
+    }
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        self.cache.unpin(&self.asset);
     }
 }
 
@@ -117,17 +158,12 @@ impl<R: Remote> Materializer<R> {
         })
     }
 
-    /// The fetch timeout.
-    pub fn fetch_timeout(&self) -> Duration {
-        self.config.fetch_timeout
-    }
-
     /// The manifest of `asset` if it is known without the remote.
     pub fn cached_manifest(&self, asset: &str) -> Option<Arc<Manifest>> {
         if let Some(m) = self.manifests.lock().get(asset) {
             return Some(Arc::clone(m));
         }
-        let json = self.cache.asset(asset)?.manifest?;
+        let json = self.cache.manifest(asset)?;
         match serde_json::from_str::<Manifest>(&json) {
             Ok(m) => {
                 let m = Arc::new(m);
@@ -141,7 +177,7 @@ impl<R: Remote> Materializer<R> {
         }
     }
 
-    /// Every manifest known locally (for the local tag taxonomy).
+    /// Every manifest decoded so far (for the local tag taxonomy).
     pub fn known_manifests(&self) -> Vec<Arc<Manifest>> {
         self.manifests.lock().values().cloned().collect()
     }
@@ -179,7 +215,7 @@ impl<R: Remote> Materializer<R> {
                 RenditionState::InFlight(t) => t.progress().total,
             };
         }
-        self.cache.asset(asset)?.renditions.get("original").map(|r| r.size)
+        self.cache.rendition(asset, "original").map(|r| r.size)
     }
 
     /// Materializes `asset`: when this returns, every rendition is complete or in transfer.
@@ -188,12 +224,17 @@ impl<R: Remote> Materializer<R> {
         asset: &str,
         deadline: Instant,
     ) -> FsResult<Arc<AssetContent>> {
-        if let Some(content) = self.contents.lock().get(asset) {
-            self.cache.touch(asset);
-            Stats::add(&self.stats.cache_hits, 1);
-            return Ok(Arc::clone(content));
+        let held = self.contents.lock().get(asset).cloned();
+        if let Some(content) = held {
+            if self.still_cached(asset, &content) {
+                self.cache.touch(asset);
+                Stats::add(&self.stats.cache_hits, 1);
+                return Ok(content);
+            }
+            // Evicted, or removed by `damfs cache verify`/`evict`, since: fetch it again.
+            self.forget(asset, &content);
         }
-        if let Some(content) = self.from_cache(asset) {
+        if let Some(content) = self.cached_content(asset) {
             Stats::add(&self.stats.cache_hits, 1);
             return Ok(content);
         }
@@ -207,17 +248,40 @@ impl<R: Remote> Materializer<R> {
             .await
     }
 
+    /// Whether every complete rendition of `content` is still in the cache.
+    fn still_cached(&self, asset: &str, content: &AssetContent) -> bool {
+        if content.uncached {
+            return true;
+        }
+        let complete: Vec<String> = content
+            .renditions
+            .lock()
+            .iter()
+            .filter(|(_, state)| matches!(state, RenditionState::Complete { .. }))
+            .map(|(name, _)| name.clone())
+            .collect();
+        complete.iter().all(|name| self.cache.rendition(asset, name).is_some())
+    }
+
+    /// Drops what is known of `asset`'s content, if it is still this `content`.
+    fn forget(&self, asset: &str, content: &Arc<AssetContent>) {
+        let mut contents = self.contents.lock();
+        if contents.get(asset).is_some_and(|c| Arc::ptr_eq(c, content)) {
+            contents.remove(asset);
+        }
+    }
+
     /// An asset whose manifest and every rendition are in the cache.
-    fn from_cache(&self, asset: &str) -> Option<Arc<AssetContent>> {
+    fn cached_content(&self, asset: &str) -> Option<Arc<AssetContent>> {
         let manifest = self.cached_manifest(asset)?;
-        let cached = self.cache.asset(asset)?;
+        let cached = self.cache.renditions(asset);
         let mut renditions = HashMap::new();
         for r in &manifest.renditions {
-            let c = cached.renditions.get(&r.name)?;
+            let c = cached.get(&r.name)?;
             let path = self.cache.content_path(asset, &r.name);
             renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
         }
-        let content = Arc::new(AssetContent { manifest, renditions: Mutex::new(renditions) });
+        let content = Arc::new(AssetContent::new(manifest, renditions, false));
         self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
         self.cache.touch(asset);
         Some(content)
@@ -226,12 +290,22 @@ impl<R: Remote> Materializer<R> {
     async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
         // The flight bounds each remote step; the manifest wait gets the same budget.
         let manifest = self.manifest(asset, Instant::now() + self.config.fetch_timeout).await?;
-        let cached = self.cache.asset(asset).unwrap_or_default();
+        let _pin = PinGuard::new(&self.cache, asset);
+        let size_of = |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.size } else { None });
+        let whole: u64 = manifest.renditions.iter().filter_map(size_of).sum();
+        let cap = self.cache.cap();
+        let uncached = cap.is_some_and(|cap| whole > cap);
+        if uncached {
+            log::warn!(
+                "{asset}: {whole} bytes is more than the whole cache ({cap:?}): served without caching"
+            );
+        }
+        let cached = if uncached { HashMap::new() } else { self.cache.renditions(asset) };
         let mut states = HashMap::new();
-        let mut sync_jobs = Vec::new();
-        let mut async_jobs = Vec::new();
+        let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
+        let mut need = 0;
         for r in &manifest.renditions {
-            if let Some(c) = cached.renditions.get(&r.name) {
+            if let Some(c) = cached.get(&r.name) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
                 continue;
@@ -241,14 +315,18 @@ impl<R: Remote> Materializer<R> {
                 rendition: r.name.clone(),
                 sha1: if r.name == "original" { manifest.sha1.clone() } else { None },
                 idle_timeout: self.config.fetch_timeout,
+                keep: !uncached,
             };
-            // The size of the original may only be known from dam:size.
-            let size = r.size.or(if r.name == "original" { manifest.size } else { None });
+            let size = size_of(r);
+            need += size.unwrap_or(0);
             if size.is_some_and(|s| s > self.config.async_threshold) {
                 async_jobs.push(job);
             } else {
                 sync_jobs.push(job);
             }
+        }
+        if !uncached && !self.cache.make_room(need) {
+            log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
         }
 
         let results = futures_util::stream::iter(sync_jobs)
@@ -267,45 +345,80 @@ impl<R: Remote> Materializer<R> {
             .buffer_unordered(RENDITION_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
+        let content = Arc::new(AssetContent::new(Arc::clone(&manifest), HashMap::new(), uncached));
+        let mut failure = None;
         for result in results {
-            let (name, fetched) = result?;
-            states.insert(name, RenditionState::Complete { path: fetched.path, size: fetched.size });
-        }
-
-        let content =
-            Arc::new(AssetContent { manifest: Arc::clone(&manifest), renditions: Mutex::new(states) });
-        for job in async_jobs {
-            let name = job.rendition.clone();
-            let (t, work) = transfer::start(
-                Arc::clone(&self.remote),
-                Arc::clone(&self.cache),
-                Arc::clone(&self.stats),
-                job,
-            )?;
-            content.renditions.lock().insert(name.clone(), RenditionState::InFlight(t));
-            let this = Arc::clone(&self);
-            let content_ref = Arc::clone(&content);
-            let asset = asset.to_string();
-            tokio::spawn(async move {
-                match work.await {
-                    Ok(fetched) => content_ref.complete(&name, &fetched),
-                    Err(e) => {
-                        log::warn!("{asset}: background transfer of {name} failed: {e}");
-                        // Forget the content so that the next open starts a new transfer.
-                        let mut contents = this.contents.lock();
-                        if contents.get(&asset).is_some_and(|c| Arc::ptr_eq(c, &content_ref)) {
-                            contents.remove(&asset);
-                        }
+            match result {
+                Ok((name, fetched)) => {
+                    if uncached {
+                        content.temps.lock().push(fetched.path.clone());
                     }
+                    states.insert(name, RenditionState::Complete { path: fetched.path, size: fetched.size });
                 }
-            });
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
-        self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        content.renditions.lock().extend(states);
+        for job in async_jobs {
+            self.start_background(asset, &content, job)?;
+        }
+        if !uncached {
+            self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
+        }
         Ok(content)
+    }
+
+    /// Starts a transfer that continues after the opener has its answer.
+    fn start_background(
+        self: &Arc<Self>,
+        asset: &str,
+        content: &Arc<AssetContent>,
+        job: Job,
+    ) -> FsResult<()> {
+        let name = job.rendition.clone();
+        let (t, work) =
+            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)?;
+        if content.uncached {
+            content.temps.lock().push(t.temp.clone());
+        }
+        content.renditions.lock().insert(name.clone(), RenditionState::InFlight(t));
+        let (this, content, asset) = (Arc::clone(self), Arc::clone(content), asset.to_string());
+        let pin = PinGuard::new(&self.cache, &asset);
+        tokio::spawn(async move {
+            let _pin = pin;
+            match work.await {
+                Ok(fetched) => content.complete(&name, &fetched),
+                Err(e) => {
+                    log::warn!("{asset}: background transfer of {name} failed: {e}");
+                    // The next open starts a new transfer.
+                    this.forget(&asset, &content);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Opens a rendition for reading, materializing its asset first.
     pub async fn open(
+        self: &Arc<Self>,
+        asset: &str,
+        rendition: &str,
+        deadline: Instant,
+    ) -> FsResult<OpenRendition> {
+        match self.open_once(asset, rendition, deadline).await {
+            // Removed under us (eviction, `damfs cache verify`): fetch it again, once.
+            Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::warn!("cache: a file of {asset} vanished; fetching it again");
+                self.open_once(asset, rendition, deadline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open_once(
         self: &Arc<Self>,
         asset: &str,
         rendition: &str,
@@ -318,12 +431,13 @@ impl<R: Remote> Materializer<R> {
             match content.rendition(rendition).ok_or(FsError::NotFound)? {
                 RenditionState::Complete { path, size } => match File::open(&path) {
                     Ok(file) => return Ok(OpenRendition { file, size: Some(size), transfer: None }),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        log::warn!("cache: {} vanished; {asset} will be fetched again", path.display());
-                        self.contents.lock().remove(asset);
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            self.cache.forget_rendition(asset, rendition);
+                            self.forget(asset, &content);
+                        }
                         return Err(FsError::Io(e));
                     }
-                    Err(e) => return Err(FsError::Io(e)),
                 },
                 RenditionState::InFlight(t) => match File::open(&t.temp) {
                     Ok(file) => {

@@ -94,6 +94,8 @@ pub struct Job {
     pub sha1: Option<String>,
     /// Longest wait for any single step (connect, headers, next chunk).
     pub idle_timeout: Duration,
+    /// Whether the bytes enter the cache; if not, they stay in the temporary file.
+    pub keep: bool,
 }
 
 /// Starts a transfer whose progress can be observed; the returned future does the work.
@@ -177,13 +179,13 @@ async fn run<R: Remote>(
     }
     let digest = hex(&sha256.finalize());
     let temp = transfer.temp.clone();
-    let (cache_path, size) = {
-        let file = file;
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
-        (cache.commit(&job.asset, &job.rendition, &temp, written, &digest)?, written)
-    };
     Stats::add(&stats.renditions_fetched, 1);
-    Ok(Fetched { path: cache_path, size })
+    if !job.keep {
+        return Ok(Fetched { path: temp, size: written });
+    }
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
+    let path = cache.commit(&job.asset, &job.rendition, &temp, written, &digest)?;
+    Ok(Fetched { path, size: written })
 }

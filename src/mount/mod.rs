@@ -181,6 +181,10 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
             log::error!("cannot unmount {}: {e:#}", mountpoint.display());
         }
     });
+    let cache = Arc::clone(vfs.cache());
+    // Orphans and missing files left by a crash are found in the background: the mount
+    // serves meanwhile (a missing file is refetched when opened).
+    let _ = std::thread::Builder::new().name("damfs-reconcile".into()).spawn(move || cache.reconcile());
     log::info!("{} mounted on {}", config.remote_url, config.mountpoint.display());
     report(&mut ready, "ready\n");
     let outcome = session.run();
@@ -199,7 +203,7 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
         .enable_all()
         .build()
         .context("cannot start the I/O runtime")?;
-    let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id())?);
+    let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id(), config.cache_size)?);
     let client = Arc::new(AemClient::new(config.aem.clone())?);
     let check = runtime
         .block_on(async { tokio::time::timeout(config.fetch_timeout, client.check(&config.root)).await });

@@ -188,13 +188,23 @@ pub(crate) fn format_error(path: &str, cause: impl Into<String>) -> RemoteError 
     RemoteError::new(RemoteErrorKind::Other, path, cause)
 }
 
-/// The error for a failed exchange (no status, or a body cut short): a timeout is Timeout,
-/// everything else Other, with a short cause such as `connection refused`.
+/// The error for a failed exchange (no status, or a body cut short), with a short cause such
+/// as `connection refused`. A timeout is Timeout, and so is a remote that cannot be reached
+/// at all (refused, unreachable): no answer came, as when it is too slow, and an offline
+/// mount answers ETIMEDOUT for what it does not have. Everything else (a reset, a body cut
+/// short) is Other.
 pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError {
     let io_kind = io_error_kind(error);
     if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
         let cause = if error.is_connect() { "timed out connecting" } else { "timed out" };
         return RemoteError::new(RemoteErrorKind::Timeout, path, cause);
+    }
+    if error.is_connect() && !error.is_body() {
+        let detail = match io_kind {
+            Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+            _ => innermost(error),
+        };
+        return RemoteError::new(RemoteErrorKind::Timeout, path, format!("unreachable: {detail}"));
     }
     let detail = match io_kind {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),

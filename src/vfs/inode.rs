@@ -97,10 +97,10 @@ impl Node {
 struct Table {
     by_ino: HashMap<u64, Arc<Node>>,
     by_node: HashMap<Arc<Node>, u64>,
-    next: u64,
 }
 
-/// Inode numbers <-> nodes.
+/// Inode numbers <-> nodes, for the nodes this mount has handed to the kernel. The numbers
+/// themselves come from the cache index, so a path keeps its number across remounts.
 #[derive(Debug)]
 pub struct InodeTable {
     /// Readers (lookups) far outnumber writers (new nodes).
@@ -108,29 +108,12 @@ pub struct InodeTable {
 }
 
 impl InodeTable {
-    /// A table holding the root (the folder `root`) and the numbers persisted by earlier
-    /// mounts.
-    pub fn new(root: &str, persisted: Vec<(String, u64)>) -> InodeTable {
-        let mut table = Table { next: ROOT_INO + 1, ..Table::default() };
+    /// A table holding the root (the folder `root`).
+    pub fn new(root: &str) -> InodeTable {
+        let mut table = Table::default();
         let root = Arc::new(Node::Folder(root.to_string()));
         table.by_ino.insert(ROOT_INO, Arc::clone(&root));
         table.by_node.insert(root, ROOT_INO);
-        for (key, ino) in persisted {
-            let Some(node) = Node::from_key(&key) else {
-                log::warn!("cache: unknown inode key {key:?} ignored");
-                continue;
-            };
-            if ino <= ROOT_INO || table.by_ino.contains_key(&ino) {
-                continue;
-            }
-            let node = Arc::new(node);
-            if table.by_node.contains_key(&node) {
-                continue;
-            }
-            table.next = table.next.max(ino + 1);
-            table.by_ino.insert(ino, Arc::clone(&node));
-            table.by_node.insert(node, ino);
-        }
         InodeTable { table: RwLock::new(table) }
     }
 
@@ -139,22 +122,22 @@ impl InodeTable {
         self.table.read().by_ino.get(&ino).cloned()
     }
 
-    /// The inode number of a node, allocating one if it has none yet. The second value is
-    /// true for a new number, which the caller persists.
-    pub fn ino(&self, node: &Node) -> (u64, bool) {
-        if let Some(&ino) = self.table.read().by_node.get(node) {
-            return (ino, false);
-        }
+    /// The inode number of a node already in the table.
+    pub fn find(&self, node: &Node) -> Option<u64> {
+        self.table.read().by_node.get(node).copied()
+    }
+
+    /// Enters `node` with number `ino`; if another caller entered it first, returns that
+    /// caller's number instead.
+    pub fn insert(&self, node: &Node, ino: u64) -> u64 {
         let mut table = self.table.write();
-        if let Some(&ino) = table.by_node.get(node) {
-            return (ino, false);
+        if let Some(&existing) = table.by_node.get(node) {
+            return existing;
         }
-        let ino = table.next;
-        table.next += 1;
         let node = Arc::new(node.clone());
         table.by_ino.insert(ino, Arc::clone(&node));
         table.by_node.insert(node, ino);
-        (ino, true)
+        ino
     }
 }
 
@@ -163,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_round_trip_and_numbers_persist() {
+    fn keys_round_trip_and_the_first_number_wins() {
         let nodes = [
             Node::Folder("a b/c".into()),
             Node::Asset("x/é.jpg".into()),
@@ -175,15 +158,11 @@ mod tests {
         for node in &nodes {
             assert_eq!(Node::from_key(&node.key()).as_ref(), Some(node));
         }
-        let table = InodeTable::new("", vec![]);
-        let numbers: Vec<u64> = nodes.iter().map(|n| table.ino(n).0).collect();
-        assert_eq!(table.ino(&nodes[0]), (numbers[0], false));
-        let persisted = nodes.iter().zip(&numbers).map(|(n, i)| (n.key(), *i)).collect();
-        let again = InodeTable::new("", persisted);
-        for (node, ino) in nodes.iter().zip(numbers) {
-            assert_eq!(again.ino(node), (ino, false));
-        }
-        let (fresh, new) = again.ino(&Node::Folder("new".into()));
-        assert!(new && fresh > 7);
+        let table = InodeTable::new("");
+        assert_eq!(table.insert(&nodes[0], 7), 7);
+        assert_eq!(table.insert(&nodes[0], 8), 7);
+        assert_eq!(table.find(&nodes[0]), Some(7));
+        assert_eq!(table.get(7).as_deref(), Some(&nodes[0]));
+        assert_eq!(table.find(&Node::Folder(String::new())), Some(ROOT_INO));
     }
 }

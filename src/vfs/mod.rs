@@ -91,9 +91,18 @@ pub struct Opened {
 
 #[derive(Debug)]
 enum Handle {
-    File { file: Arc<File>, transfer: Option<Arc<Transfer>>, what: String },
+    /// An asset's or rendition's bytes; the asset is pinned in the cache while open.
+    File {
+        file: Arc<File>,
+        transfer: Option<Arc<Transfer>>,
+        what: String,
+        asset: String,
+    },
     Bytes(Arc<Vec<u8>>),
 }
+
+/// Search results: (link name, asset path).
+type SearchResults = Arc<Vec<(String, String)>>;
 
 /// How the namespace behaves.
 #[derive(Debug, Clone)]
@@ -124,7 +133,7 @@ pub struct Vfs<R> {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     /// Search results by words, with when they were fetched. Guards the map only.
-    searches: Mutex<HashMap<String, (Instant, Arc<Vec<(String, String)>>)>>,
+    searches: Mutex<HashMap<String, (Instant, SearchResults)>>,
     /// Whether every manifest in the cache has been loaded for the taxonomy.
     taxonomy_loaded: std::sync::atomic::AtomicBool,
     started: SystemTime,
@@ -134,7 +143,7 @@ impl<R: Remote> Vfs<R> {
     /// The namespace over `remote` and `cache`.
     pub fn new(config: VfsConfig, remote: Arc<R>, cache: Arc<Cache>, async_threshold: u64) -> Arc<Self> {
         let stats = Arc::new(Stats::default());
-        let inodes = InodeTable::new(&config.root, cache.take_inodes());
+        let inodes = InodeTable::new(&config.root);
         let dirs = Dirs::new(
             Arc::clone(&remote),
             Arc::clone(&cache),
@@ -187,12 +196,24 @@ impl<R: Remote> Vfs<R> {
         self.inodes.get(ino).ok_or(FsError::NotFound)
     }
 
+    /// The inode number of a node: the one it had (in this mount or an earlier one), or a
+    /// new one, persisted.
     fn ino(&self, node: &Node) -> u64 {
-        let (ino, new) = self.inodes.ino(node);
-        if new {
-            self.cache.put_inode(&node.key(), ino);
+        if let Some(ino) = self.inodes.find(node) {
+            return ino;
         }
-        ino
+        let key = node.key();
+        match self.cache.inode(&key) {
+            Some(ino) => self.inodes.insert(node, ino),
+            None => {
+                let fresh = self.cache.new_inode();
+                let ino = self.inodes.insert(node, fresh);
+                if ino == fresh {
+                    self.cache.put_inode(&key, ino);
+                }
+                ino
+            }
+        }
     }
 
     fn join(folder: &str, name: &str) -> String {
@@ -299,7 +320,7 @@ impl<R: Remote> Vfs<R> {
         if name == "original" {
             return self.materializer.original_size(asset);
         }
-        self.cache.asset(asset)?.renditions.get(name).map(|r| r.size)
+        self.cache.rendition(asset, name).map(|r| r.size)
     }
 
     /// Looks `name` up in directory `parent`.
@@ -339,11 +360,11 @@ impl<R: Remote> Vfs<R> {
             }
             Node::TagDir(tag) => {
                 let taxonomy = self.taxonomy();
-                let (subs, links) = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
-                if subs.contains(name) {
+                let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
+                if dir.subtags.contains(name) {
                     Node::TagDir(Self::join(tag, name))
                 } else {
-                    let (_, asset) = links.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
+                    let (_, asset) = dir.links.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
                     Node::TagLink(tag.clone(), asset.clone())
                 }
             }
@@ -409,10 +430,11 @@ impl<R: Remote> Vfs<R> {
             }
             Node::TagDir(tag) => {
                 let taxonomy = self.taxonomy();
-                let (subs, links) = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
-                subs.iter()
+                let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
+                dir.subtags
+                    .iter()
                     .map(|s| (s.clone(), Node::TagDir(Self::join(tag, s))))
-                    .chain(links.iter().map(|(n, a)| (n.clone(), Node::TagLink(tag.clone(), a.clone()))))
+                    .chain(dir.links.iter().map(|(n, a)| (n.clone(), Node::TagLink(tag.clone(), a.clone()))))
                     .collect()
             }
             Node::SearchRoot => {
@@ -474,6 +496,7 @@ impl<R: Remote> Vfs<R> {
                         file: Arc::new(opened.file),
                         transfer: opened.transfer,
                         what: path.clone(),
+                        asset: path.clone(),
                     },
                     stale,
                 )
@@ -481,7 +504,15 @@ impl<R: Remote> Vfs<R> {
             Node::Rendition(asset, name) => {
                 let opened = self.materializer.open(asset, name, deadline).await?;
                 let what = format!("{asset} rendition {name}");
-                (Handle::File { file: Arc::new(opened.file), transfer: opened.transfer, what }, false)
+                (
+                    Handle::File {
+                        file: Arc::new(opened.file),
+                        transfer: opened.transfer,
+                        what,
+                        asset: asset.clone(),
+                    },
+                    false,
+                )
             }
             Node::MetadataFile(asset) => {
                 let content = self.materializer.materialize(asset, deadline).await?;
@@ -500,6 +531,9 @@ impl<R: Remote> Vfs<R> {
             Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
             _ => None,
         };
+        if let Handle::File { asset, .. } = &handle {
+            self.cache.pin(asset);
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(handle));
         Ok(Opened { fh, backing, stale_attr })
@@ -514,7 +548,7 @@ impl<R: Remote> Vfs<R> {
                 let end = start.saturating_add(size as usize).min(bytes.len());
                 Ok(bytes[start..end].to_vec())
             }
-            Handle::File { file, transfer, what } => {
+            Handle::File { file, transfer, what, .. } => {
                 let mut len = size as u64;
                 if let Some(t) = transfer {
                     let progress = t.wait_for(offset.saturating_add(len), deadline, what).await?;
@@ -532,7 +566,12 @@ impl<R: Remote> Vfs<R> {
 
     /// Forgets a handle.
     pub fn release(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
+        let handle = self.handles.lock().remove(&fh);
+        if let Some(handle) = handle
+            && let Handle::File { asset, .. } = &*handle
+        {
+            self.cache.unpin(asset);
+        }
     }
 
     /// The target of a symbolic link.

@@ -55,11 +55,20 @@ pub fn tag_dir(id: &str) -> String {
     path.split('/').filter(|s| crate::vfs::dir::invalid_name(s).is_none()).collect::<Vec<_>>().join("/")
 }
 
+/// One directory of the local taxonomy.
+#[derive(Debug, Default)]
+pub struct TagDirEntry {
+    /// Names of the sub-tags.
+    pub subtags: BTreeSet<String>,
+    /// Links: (link name, asset path).
+    pub links: Vec<(String, String)>,
+}
+
 /// The local taxonomy: every tag directory, its sub-tags and the assets carrying it.
 #[derive(Debug, Default)]
 pub struct Taxonomy {
-    /// Tag directory -> (sub-tag names, links as (link name, asset path)).
-    pub dirs: BTreeMap<String, (BTreeSet<String>, Vec<(String, String)>)>,
+    /// Tag directory path (`ns/a/b`; `""` for `.tags`) -> its entry.
+    pub dirs: BTreeMap<String, TagDirEntry>,
 }
 
 impl Taxonomy {
@@ -82,8 +91,10 @@ impl Taxonomy {
                 }
             }
         }
-        let dirs =
-            dirs.into_iter().map(|(path, (subs, assets))| (path, (subs, link_names(assets)))).collect();
+        let dirs = dirs
+            .into_iter()
+            .map(|(path, (subtags, assets))| (path, TagDirEntry { subtags, links: link_names(assets) }))
+            .collect();
         Taxonomy { dirs }
     }
 }
@@ -144,9 +155,9 @@ mod tests {
             manifest("we/fr/hiking.jpg", &["we-retail:activity/hiking", "plain"]),
         ];
         let tax = Taxonomy::build(ms.iter());
-        assert!(tax.dirs[""].0.contains("we-retail") && tax.dirs[""].0.contains("default"));
-        assert!(tax.dirs["we-retail/activity"].0.contains("hiking"));
-        let links = &tax.dirs["we-retail/activity/hiking"].1;
+        assert!(tax.dirs[""].subtags.contains("we-retail") && tax.dirs[""].subtags.contains("default"));
+        assert!(tax.dirs["we-retail/activity"].subtags.contains("hiking"));
+        let links = &tax.dirs["we-retail/activity/hiking"].links;
         assert_eq!(links[0], ("hiking.jpg".to_string(), "we/en/hiking.jpg".to_string()));
         assert_eq!(links[1], ("hiking (2).jpg".to_string(), "we/fr/hiking.jpg".to_string()));
         assert_eq!(tag_dir("/content/cq:tags/ns/a/b"), "ns/a/b");

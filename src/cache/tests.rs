@@ -1,0 +1,106 @@
+use std::io::Write;
+
+use super::*;
+
+fn put(cache: &Cache, asset: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let (mut file, temp) = cache.temp_file().unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_all().unwrap();
+    cache.commit(asset, name, &temp, bytes.len() as u64, &hex(&Sha256::digest(bytes))).unwrap()
+}
+
+#[test]
+fn content_survives_reopen_and_names_are_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    {
+        let cache = Cache::open(&dir, "http://dam/content/dam", None).unwrap();
+        let dest = put(&cache, "a/b c.jpg", "original", b"hello");
+        assert!(!dest.to_string_lossy().contains("b c"));
+        cache.put_manifest("a/b c.jpg", "{}".into());
+        cache.put_listing("a", "[]".into());
+        cache.put_inode("d:a/b c.jpg", 42);
+        cache.close();
+    }
+    let mode = fs::metadata(&dir).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+    let cache = Cache::open(&dir, "http://dam/content/dam", None).unwrap();
+    assert_eq!(cache.rendition("a/b c.jpg", "original").unwrap().size, 5);
+    assert_eq!(cache.manifest("a/b c.jpg").as_deref(), Some("{}"));
+    assert_eq!(cache.listing("a").unwrap().0, "[]");
+    assert_eq!(cache.inode("d:a/b c.jpg"), Some(42));
+    assert!(cache.new_inode() > 42);
+    assert_eq!(cache.usage(), (1, 5));
+    assert_eq!(fs::read(cache.content_path("a/b c.jpg", "original")).unwrap(), b"hello");
+}
+
+#[test]
+fn refuses_a_second_user_and_another_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "http://one", None).unwrap();
+    let err = Cache::open(&dir, "http://one", None).unwrap_err().to_string();
+    assert!(err.contains("in use"), "{err}");
+    cache.close();
+    drop(cache);
+    let err = Cache::open(&dir, "http://two", None).unwrap_err().to_string();
+    assert!(err.contains("belongs to http://one"), "{err}");
+    let plain = tmp.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::write(plain.join("x"), b"precious").unwrap();
+    let err = Cache::open(&plain, "http://one", None).unwrap_err().to_string();
+    assert!(err.contains("not a damfs cache"), "{err}");
+    assert_eq!(fs::read(plain.join("x")).unwrap(), b"precious");
+}
+
+#[test]
+fn partial_missing_and_orphan_files_are_reconciled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    {
+        let cache = Cache::open(&dir, "r", None).unwrap();
+        put(&cache, "x", "original", b"12345");
+        put(&cache, "y", "original", b"678");
+        let (mut partial, _) = cache.temp_file().unwrap();
+        partial.write_all(b"half").unwrap();
+        fs::remove_file(cache.content_path("x", "original")).unwrap();
+        fs::write(cache.content_path("z", "orphan"), b"nobody's").unwrap_or_else(|_| {
+            fs::create_dir_all(cache.content_path("z", "orphan").parent().unwrap()).unwrap();
+            fs::write(cache.content_path("z", "orphan"), b"nobody's").unwrap();
+        });
+        cache.close();
+    }
+    let cache = Cache::open(&dir, "r", None).unwrap();
+    assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0, "partial transfers are dropped at open");
+    assert_eq!(cache.reconcile(), (1, 1));
+    assert!(cache.rendition("x", "original").is_none());
+    assert!(!cache.content_path("z", "orphan").exists());
+    assert_eq!(cache.rendition("y", "original").unwrap().size, 3);
+    assert_eq!(cache.usage(), (1, 3));
+}
+
+#[test]
+fn eviction_is_least_recently_used_by_whole_asset_and_spares_pinned_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&tmp.path().join("cache"), "r", Some(1000)).unwrap();
+    for (i, asset) in ["a", "b", "c"].iter().enumerate() {
+        put(&cache, asset, "original", &[i as u8; 200]);
+        put(&cache, asset, "thumb", &[i as u8; 100]);
+        cache.state.lock().touch(asset, 100 + i as i64);
+    }
+    assert_eq!(cache.usage(), (3, 900));
+    cache.pin("a");
+    assert!(cache.make_room(300));
+    // "a" is the oldest but open: "b" goes, whole.
+    assert!(cache.rendition("b", "original").is_none() && cache.rendition("b", "thumb").is_none());
+    assert!(!cache.content_path("b", "original").exists());
+    assert!(cache.rendition("a", "original").is_some());
+    assert_eq!(cache.usage(), (2, 600));
+    // Nothing more can go while everything left is pinned.
+    cache.pin("c");
+    assert!(!cache.make_room(500));
+    assert_eq!(cache.usage(), (2, 600));
+    cache.unpin("a");
+    assert!(cache.make_room(500));
+    assert_eq!(cache.usage(), (1, 300));
+}
