@@ -22,6 +22,12 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount a damfs mount and wait for its daemon to end.
     Umount(UmountArgs),
+    /// Show the counters and cache state of a live mount.
+    Status(StatusArgs),
+    /// Materialize files or folders of a live mount ahead of time, with a progress bar.
+    Prefetch(PrefetchArgs),
+    /// Look after a cache directory: stats, verify, evict, clear.
+    Cache(CacheArgs),
     /// Try damfs on a generated sample: sample DAM + sample server + mount, in one command.
     Demo(DemoArgs),
     /// Write a deterministic sample DAM (images, a document, titles and tags) into DIR.
@@ -150,6 +156,54 @@ pub struct DemoArgs {
     /// Log more: -v info, -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `damfs status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+}
+
+/// `damfs prefetch`.
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    /// Assets or folders inside a damfs mount.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also every asset in sub-folders.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Assets materialized at once.
+    #[arg(short, long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+}
+
+/// `damfs cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The cache directory (as given to damfs mount --cache-dir).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+/// `damfs cache` actions.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Print a table: assets, bytes, cap, oldest and newest access, the biggest folders.
+    Stats,
+    /// Recompute every file's digest; remove corrupt entries (exit status 1 if any).
+    Verify,
+    /// Drop the cached content of an asset or of every asset under a folder.
+    Evict {
+        /// A DAM path (we-retail/en/hiking.jpg, or /content/dam/we-retail/en).
+        path: String,
+    },
+    /// Empty the cache (refused while a mount uses it).
+    Clear,
 }
 
 /// `damfs umount`.

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use damfs::cli::{Cli, Command, expand_mount_options, mount_helper_argv};
+use damfs::cache::admin::CacheDir;
+use damfs::cli::{CacheAction, CacheArgs, Cli, Command, expand_mount_options, mount_helper_argv};
 use damfs::config::MountConfig;
 use damfs::sample::SampleOptions;
 use damfs::serve::ServeConfig;
@@ -81,6 +82,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(config.verbose, config.log_file.as_deref())?;
             damfs::mount::mount(config)?;
         }
+        Command::Status(args) => {
+            init_logging(0, None)?;
+            print!("{}", damfs::status::render(&damfs::status::read(&args.mountpoint)?));
+        }
+        Command::Prefetch(args) => {
+            init_logging(0, None)?;
+            let summary = damfs::prefetch::run(args)?;
+            if !summary.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Cache(args) => {
+            init_logging(0, None)?;
+            return cache_command(args);
+        }
         Command::Demo(args) => {
             init_logging(args.verbose, None)?;
             damfs::demo::run(args)?;
@@ -99,6 +115,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(args.verbose.max(1), None)?;
             let config = ServeConfig::try_from(args)?;
             damfs::serve::serve_blocking(config)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `damfs cache ...`.
+fn cache_command(args: &CacheArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &args.cache_dir else {
+        anyhow::bail!("--cache-dir: give the cache directory (as given to damfs mount)");
+    };
+    let mut cache = CacheDir::open(dir)?;
+    match &args.action {
+        CacheAction::Stats => print!("{}", cache.stats()?),
+        CacheAction::Verify => {
+            let report = cache.verify(|_, _| {})?;
+            println!("verified {} files ({})", report.checked, damfs::units::human_size(report.bytes));
+            for (asset, rendition, why) in &report.corrupt {
+                println!(
+                    "corrupt: {asset} rendition {rendition}: {why} (removed; the next open fetches it again)"
+                );
+            }
+            if !report.corrupt.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        CacheAction::Evict { path } => {
+            let (assets, bytes) = cache.evict(path)?;
+            println!("evicted {assets} assets ({})", damfs::units::human_size(bytes));
+        }
+        CacheAction::Clear => {
+            cache.clear()?;
+            println!("cleared {}", dir.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -48,7 +48,7 @@ pub enum IndexOp {
 pub struct UsageRow {
     /// DAM path.
     pub path: String,
-    /// Bytes of its content files.
+    /// Bytes of its content files, charged in whole blocks (`super::BLOCK`).
     pub bytes: u64,
     /// Last access, seconds since the epoch.
     pub last_access: i64,
@@ -106,7 +106,7 @@ pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<(
 /// Every asset with content: bytes and last access.
 pub fn usage(conn: &Connection) -> rusqlite::Result<Vec<UsageRow>> {
     let mut stmt = conn.prepare(
-        "SELECT r.asset, SUM(r.size), COALESCE(a.last_access, 0) FROM renditions r
+        "SELECT r.asset, SUM(MAX(1, (r.size + 4095) / 4096) * 4096), COALESCE(a.last_access, 0) FROM renditions r
          LEFT JOIN assets a ON a.path = r.asset GROUP BY r.asset",
     )?;
     let rows = stmt.query_map([], |r| {

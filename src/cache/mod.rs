@@ -40,6 +40,16 @@ use index::{IndexOp, Writer};
 /// The layout version marker written to `VERSION`.
 const LAYOUT: &str = "damfs-cache 1";
 
+/// The allocation unit content files are charged in against the cap: the block size of
+/// common Linux filesystems, so that the cap bounds real disk usage (`du`), not only the
+/// sum of lengths, which many small thumbnails would undercount.
+pub const BLOCK: u64 = 4096;
+
+/// Bytes a content file of `size` occupies on disk, as charged against the cap.
+pub fn charged(size: u64) -> u64 {
+    size.div_ceil(BLOCK).max(1) * BLOCK
+}
+
 /// A complete rendition file in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedRendition {
@@ -284,7 +294,7 @@ impl Cache {
             let entry = CachedRendition { size, sha256: sha256.to_string() };
             let previous =
                 state.renditions.entry(asset.to_string()).or_default().insert(rendition.to_string(), entry);
-            let grown = size.saturating_sub(previous.map(|p| p.size).unwrap_or(0));
+            let grown = charged(size).saturating_sub(previous.map(|p| charged(p.size)).unwrap_or(0));
             state.add(asset, grown, now_secs());
         }
         self.send(IndexOp::Rendition {
@@ -302,8 +312,12 @@ impl Cache {
         self.renditions(asset);
         {
             let mut state = self.state.lock();
-            let size =
-                state.renditions.get_mut(asset).and_then(|m| m.remove(name)).map(|r| r.size).unwrap_or(0);
+            let size = state
+                .renditions
+                .get_mut(asset)
+                .and_then(|m| m.remove(name))
+                .map(|r| charged(r.size))
+                .unwrap_or(0);
             if let Some(usage) = state.usage.get_mut(asset) {
                 usage.bytes = usage.bytes.saturating_sub(size);
                 state.total = state.total.saturating_sub(size);
@@ -430,7 +444,7 @@ impl Cache {
         self.send(IndexOp::DropContent { path: asset.into() });
     }
 
-    /// Number of assets with content and bytes of content.
+    /// Number of assets with content and bytes of content (charged in whole blocks).
     pub fn usage(&self) -> (u64, u64) {
         let state = self.state.lock();
         (state.usage.len() as u64, state.total)

@@ -30,7 +30,7 @@ fn content_survives_reopen_and_names_are_digests() {
     assert_eq!(cache.listing("a").unwrap().0, "[]");
     assert_eq!(cache.inode("d:a/b c.jpg"), Some(42));
     assert!(cache.new_inode() > 42);
-    assert_eq!(cache.usage(), (1, 5));
+    assert_eq!(cache.usage(), (1, BLOCK), "charged in whole blocks");
     assert_eq!(fs::read(cache.content_path("a/b c.jpg", "original")).unwrap(), b"hello");
 }
 
@@ -76,31 +76,37 @@ fn partial_missing_and_orphan_files_are_reconciled() {
     assert!(cache.rendition("x", "original").is_none());
     assert!(!cache.content_path("z", "orphan").exists());
     assert_eq!(cache.rendition("y", "original").unwrap().size, 3);
-    assert_eq!(cache.usage(), (1, 3));
+    assert_eq!(cache.usage(), (1, BLOCK));
 }
 
 #[test]
 fn eviction_is_least_recently_used_by_whole_asset_and_spares_pinned_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let cache = Cache::open(&tmp.path().join("cache"), "r", Some(1000)).unwrap();
+    let cache = Cache::open(&tmp.path().join("cache"), "r", Some(8 * BLOCK)).unwrap();
     for (i, asset) in ["a", "b", "c"].iter().enumerate() {
         put(&cache, asset, "original", &[i as u8; 200]);
         put(&cache, asset, "thumb", &[i as u8; 100]);
         cache.state.lock().touch(asset, 100 + i as i64);
     }
-    assert_eq!(cache.usage(), (3, 900));
+    assert_eq!(cache.usage(), (3, 6 * BLOCK));
     cache.pin("a");
-    assert!(cache.make_room(300));
+    assert!(cache.make_room(3 * BLOCK));
     // "a" is the oldest but open: "b" goes, whole.
     assert!(cache.rendition("b", "original").is_none() && cache.rendition("b", "thumb").is_none());
     assert!(!cache.content_path("b", "original").exists());
     assert!(cache.rendition("a", "original").is_some());
-    assert_eq!(cache.usage(), (2, 600));
+    assert_eq!(cache.usage(), (2, 4 * BLOCK));
     // Nothing more can go while everything left is pinned.
     cache.pin("c");
-    assert!(!cache.make_room(500));
-    assert_eq!(cache.usage(), (2, 600));
+    assert!(!cache.make_room(5 * BLOCK));
+    assert_eq!(cache.usage(), (2, 4 * BLOCK));
     cache.unpin("a");
-    assert!(cache.make_room(500));
-    assert_eq!(cache.usage(), (1, 300));
+    assert!(cache.make_room(5 * BLOCK));
+    assert_eq!(cache.usage(), (1, 2 * BLOCK));
+    // The index agrees after a reopen.
+    cache.close();
+    drop(cache);
+    let cache = Cache::open(&tmp.path().join("cache"), "r", Some(8 * BLOCK)).unwrap();
+    assert_eq!(cache.usage(), (1, 2 * BLOCK));
+    assert!(cache.rendition("a", "original").is_none() && cache.rendition("c", "thumb").is_some());
 }

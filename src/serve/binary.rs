@@ -100,8 +100,13 @@ fn header_value(s: &str) -> HeaderValue {
 }
 
 /// Answers a GET (or HEAD) of the file at `path` with type `mime`, honouring `Range` and
-/// `If-Modified-Since` in `request`.
-pub(crate) async fn serve_file(path: &Path, mime: &str, request: &HeaderMap) -> HttpResult<Response> {
+/// `If-Modified-Since` in `request`; the body is held to `throttle` bytes per second if set.
+pub(crate) async fn serve_file(
+    path: &Path,
+    mime: &str,
+    request: &HeaderMap,
+    throttle: Option<u64>,
+) -> HttpResult<Response> {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -153,7 +158,19 @@ pub(crate) async fn serve_file(path: &Path, mime: &str, request: &HeaderMap) -> 
             .map_err(|e| HttpError::internal("cannot seek a binary", e))?;
     }
     let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
-    build(builder, Body::from_stream(stream))
+    match throttle {
+        None => build(builder, Body::from_stream(stream)),
+        Some(rate) => {
+            use futures_util::StreamExt;
+            let slow = stream.then(move |chunk| async move {
+                if let Ok(bytes) = &chunk {
+                    tokio::time::sleep(Duration::from_secs_f64(bytes.len() as f64 / rate as f64)).await;
+                }
+                chunk
+            });
+            build(builder, Body::from_stream(slow))
+        }
+    }
 }
 
 fn build(builder: axum::http::response::Builder, body: Body) -> HttpResult<Response> {

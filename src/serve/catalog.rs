@@ -50,6 +50,8 @@ pub struct Catalog {
     stall: watch::Sender<bool>,
     /// False when `/bin/querybuilder.json` answers 404.
     querybuilder: AtomicBool,
+    /// Bytes per second each binary body is held to (0: no limit).
+    throttle: std::sync::atomic::AtomicU64,
     /// Requests seen, oldest first, at most [`MAX_RECORDS`].
     records: Mutex<VecDeque<Arc<LiveRecord>>>,
     /// The sidecar as last parsed, with the stamp of the file it came from.
@@ -204,6 +206,7 @@ impl Catalog {
             auth: RwLock::new(auth),
             stall: watch::channel(false).0,
             querybuilder: AtomicBool::new(true),
+            throttle: std::sync::atomic::AtomicU64::new(0),
             records: Mutex::new(VecDeque::new()),
             sidecar: Mutex::new(None),
             digests,
@@ -242,6 +245,17 @@ impl Catalog {
     /// A receiver of the stall flag.
     pub(super) fn stall_watch(&self) -> watch::Receiver<bool> {
         self.stall.subscribe()
+    }
+
+    /// Control for tests of damfs: holds every binary body started from now on to
+    /// `bytes_per_second` (None: full speed), so a test can act in the middle of a transfer.
+    pub fn set_throttle(&self, bytes_per_second: Option<u64>) {
+        self.throttle.store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The binary body rate limit, if any.
+    pub(super) fn throttle(&self) -> Option<u64> {
+        Some(self.throttle.load(Ordering::Relaxed)).filter(|&r| r > 0)
     }
 
     /// Control for tests of damfs: with `false`, `/bin/querybuilder.json` answers 404, as it

@@ -301,7 +301,7 @@ async fn rendition_bytes(ctx: &Ctx<'_>, asset: &Asset, name: &str) -> HttpResult
         .await
         .map_err(|e| HttpError::internal(&format!("renditions of {}", asset.rel), e))?
         .ok_or_else(|| HttpError::not_found(format!("not found: {} has no rendition {name:?}", asset.rel)))?;
-    serve_file(&rendition.file, &rendition.mime, ctx.headers).await
+    serve_file(&rendition.file, &rendition.mime, ctx.headers, ctx.catalog.throttle()).await
 }
 
 // ---- Sling: /content/dam ----
@@ -321,7 +321,9 @@ async fn content_dam(ctx: &Ctx<'_>, segments: &[String]) -> HttpResult<Response>
     let owned = segments.to_vec();
     let target = blocking("cannot read the folder", move || dam_target(&catalog, &owned)).await??;
     match target {
-        DamTarget::Original(asset) => serve_file(&asset.file, asset.mime(), ctx.headers).await,
+        DamTarget::Original(asset) => {
+            serve_file(&asset.file, asset.mime(), ctx.headers, ctx.catalog.throttle()).await
+        }
         DamTarget::FolderJson(folder, depth) => folder_json(ctx, folder, depth).await,
         DamTarget::AssetJson(asset, depth) => {
             let sidecar = ctx.catalog.sidecar();
@@ -453,7 +455,7 @@ async fn answer_node(
         Last::Exact(name) => {
             let node = parent.child(&name).ok_or_else(&missing)?;
             match &node.file {
-                Some(file) => serve_file(&file.path, &file.mime, ctx.headers).await,
+                Some(file) => serve_file(&file.path, &file.mime, ctx.headers, ctx.catalog.throttle()).await,
                 None => {
                     Err(HttpError::not_found(format!("not found: {name} is a node; ask for it with .json")))
                 }
