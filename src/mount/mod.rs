@@ -358,8 +358,7 @@ pub fn umount(mountpoint: &Path) -> anyhow::Result<()> {
     }
     if let Some(pid) = pid {
         let deadline = Instant::now() + Duration::from_secs(10);
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        while unsafe { libc::kill(pid as i32, 0) } == 0 {
+        while running(pid) {
             if Instant::now() > deadline {
                 bail!("{} is unmounted but its daemon (pid {pid}) is still running", mp.display());
             }
@@ -367,6 +366,16 @@ pub fn umount(mountpoint: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether process `pid` is still running (a zombie, ended but not yet reaped by its
+/// parent, is not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesized command name, which may contain spaces.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 /// The daemon's pid, from the root's `user.damfs.stats`.
