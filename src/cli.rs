@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount a remote DAM read-only (in the background unless -f).
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a damfs mount and wait for its daemon to end.
     Umount(UmountArgs),
     /// Show the counters and cache state of a live mount.
@@ -82,7 +82,8 @@ pub struct ServeArgs {
 /// switches), as mount(8) and /etc/fstab pass them.
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// The remote: https://host[:port][/content/dam/<folder>].
+    /// The remote: https://host (with :port if needed), optionally followed by
+    /// /content/dam/FOLDER to mount that folder.
     pub remote_url: String,
     /// Where to mount it (an existing, empty directory).
     pub mountpoint: PathBuf,
@@ -97,8 +98,8 @@ pub struct MountArgs {
     /// File holding a bearer token (first line), for AEM as a Cloud Service.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Where materialized assets are kept [default: /var/cache/damfs/<remote> for root,
-    /// ~/.cache/damfs/<remote> otherwise].
+    /// Where materialized assets are kept (default: /var/cache/damfs/REMOTE for root,
+    /// $XDG_CACHE_HOME/damfs/REMOTE or ~/.cache/damfs/REMOTE otherwise).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Most bytes of materialized content kept (e.g. 512M, 10G); least recently used

@@ -62,10 +62,8 @@ fn argv() -> Result<Option<Vec<OsString>>, String> {
         let text = arg.to_string_lossy();
         let options = if text == "-o" {
             iter.next().map(|v| v.to_string_lossy().into_owned())
-        } else if let Some(rest) = text.strip_prefix("-o") {
-            Some(rest.to_string())
         } else {
-            None
+            text.strip_prefix("-o").map(str::to_string)
         };
         match options {
             Some(options) => out.extend(expand_mount_options(&[options])?.into_iter().map(OsString::from)),
@@ -78,7 +76,7 @@ fn argv() -> Result<Option<Vec<OsString>>, String> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Mount(args) => {
-            let config = MountConfig::try_from(args)?;
+            let config = MountConfig::try_from(&**args)?;
             init_logging(config.verbose, config.log_file.as_deref())?;
             damfs::mount::mount(config)?;
         }
