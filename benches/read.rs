@@ -48,7 +48,9 @@ fn main() {
     generate(&SampleOptions { dir: sample.clone(), assets, seed: 1, large_size: 256 << 20 }).unwrap();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let catalog = damfs::serve::Catalog::open(&sample, &tmp.path().join("state"), damfs::serve::Auth::default()).unwrap();
+    let catalog =
+        damfs::serve::Catalog::open(&sample, &tmp.path().join("state"), damfs::serve::Auth::default())
+            .unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -88,17 +90,36 @@ fn main() {
     common::unmount(&mnt);
     let _ = stop.send(());
 
-    println!("\nread paths through a mount of the sample DAM ({assets} assets, loopback server, debug-free release build)\n");
+    println!(
+        "\nread paths through a mount of the sample DAM ({assets} assets, loopback server, debug-free release build)\n"
+    );
     println!("| measure | result |");
     println!("|---|---|");
-    println!("| `ls -l` of {BULK_FOLDER} ({entries} entries), cold: listing + QueryBuilder | {} |", common::ms(cold_ls));
+    println!(
+        "| `ls -l` of {BULK_FOLDER} ({entries} entries), cold: listing + QueryBuilder | {} |",
+        common::ms(cold_ls)
+    );
     println!("| `ls -l` of the same folder, warm | {} |", common::ms(warm_ls));
-    println!("| first open + read of a {small_len}-byte asset (materializes 5 renditions) | {} |", common::ms(first_open));
+    println!(
+        "| first open + read of a {small_len}-byte asset (materializes 5 renditions) | {} |",
+        common::ms(first_open)
+    );
     println!("| the same read, cached | {} |", common::ms(cached_small));
-    println!("| open of the {} MiB asset (above --async-threshold) | {} |", large_len >> 20, common::ms(opened));
+    println!(
+        "| open of the {} MiB asset (above --async-threshold) | {} |",
+        large_len >> 20,
+        common::ms(opened)
+    );
     println!("| its first byte | {} |", common::ms(first_byte));
     println!("| reading it whole while it streams in | {} |", mib_s(large_len, first_read));
-    println!("| reading it cached, through the mount | {} / {} |", mib_s(large_len, mount_read), mib_s(large_len, mount_read_again));
+    println!(
+        "| reading it cached, through the mount | {} / {} |",
+        mib_s(large_len, mount_read),
+        mib_s(large_len, mount_read_again)
+    );
     println!("| the same bytes from local disk (page cache) | {} |", mib_s(large_len, local_read));
-    println!("| opens served by FUSE passthrough | {} |", stats.get("passthrough_opens").cloned().unwrap_or_default());
+    println!(
+        "| opens served by FUSE passthrough | {} |",
+        stats.get("passthrough_opens").cloned().unwrap_or_default()
+    );
 }

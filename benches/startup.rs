@@ -32,17 +32,25 @@ fn build(dir: &Path, assets: usize) {
         std::fs::write(file, [7u8; 100]).unwrap();
         tx.execute("INSERT INTO renditions VALUES (?1, 'original', 100, 'x')", params![asset]).unwrap();
         tx.execute("INSERT INTO assets VALUES (?1, ?2, ?3, ?3)", params![asset, manifest, i as i64]).unwrap();
-        tx.execute("INSERT INTO inodes VALUES (?1, ?2)", params![format!("a:{asset}"), i as i64 + 2]).unwrap();
+        tx.execute("INSERT INTO inodes VALUES (?1, ?2)", params![format!("a:{asset}"), i as i64 + 2])
+            .unwrap();
     }
-    let children: Vec<String> =
-        (0..500).map(|f| format!(r#"{{"name":"folder-{f:03}","folder":true,"size":null,"mtime":null,"format":null}}"#)).collect();
-    tx.execute("INSERT INTO listings VALUES ('', ?1, 0)", params![format!(r#"{{"children":[{}]}}"#, children.join(","))])
-        .unwrap();
+    let children: Vec<String> = (0..500)
+        .map(|f| {
+            format!(r#"{{"name":"folder-{f:03}","folder":true,"size":null,"mtime":null,"format":null}}"#)
+        })
+        .collect();
+    tx.execute(
+        "INSERT INTO listings VALUES ('', ?1, 0)",
+        params![format!(r#"{{"children":[{}]}}"#, children.join(","))],
+    )
+    .unwrap();
     tx.commit().unwrap();
 }
 
 fn main() {
-    let assets: usize = std::env::var("DAMFS_BENCH_ASSETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let assets: usize =
+        std::env::var("DAMFS_BENCH_ASSETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let tmp = tempfile::tempdir().unwrap();
     let cache_dir = tmp.path().join("cache");
     let start = Instant::now();
@@ -72,9 +80,15 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    println!("\nstartup with a cache of {assets} materialized assets (synthetic index built in {:.1}s)\n", built.as_secs_f64());
+    println!(
+        "\nstartup with a cache of {assets} materialized assets (synthetic index built in {:.1}s)\n",
+        built.as_secs_f64()
+    );
     println!("| measure | median of 3 | target |");
     println!("|---|---|---|");
     println!("| open the cache (index, LRU table) | {} | |", common::ms(common::median(opens)));
-    println!("| `damfs mount` until the mount answers (offline start) | {} | < 1 s |", common::ms(common::median(mounts)));
+    println!(
+        "| `damfs mount` until the mount answers (offline start) | {} | < 1 s |",
+        common::ms(common::median(mounts))
+    );
 }
