@@ -253,3 +253,35 @@ async fn stale_listings_keep_serving_when_the_remote_fails() {
     let names: Vec<_> = vfs.readdir(again, soon()).await.unwrap().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["a.jpg", "b.jpg"]);
 }
+
+#[tokio::test]
+async fn search_results_and_the_local_taxonomy_are_links_to_assets() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let search = s.vfs.lookup(ROOT_INO, ".search", soon()).await.unwrap();
+    assert_eq!(search.attr.kind, Kind::Dir);
+    let words = s.vfs.lookup(search.attr.ino, "asset 5", soon()).await.unwrap().attr.ino;
+    let hits = s.vfs.readdir(words, soon()).await.unwrap();
+    assert_eq!(hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["b.jpg"]);
+    assert_eq!(hits[0].entry.attr.kind, Kind::Symlink);
+    assert_eq!(s.vfs.readlink(hits[0].entry.attr.ino).unwrap(), "../../we/b.jpg");
+    assert_eq!(s.remote.calls(Method::Fetch), 0, "searching downloads nothing");
+
+    // Tags appear once an asset is materialized.
+    let tags = s.vfs.lookup(ROOT_INO, ".tags", soon()).await.unwrap().attr.ino;
+    assert!(s.vfs.readdir(tags, soon()).await.unwrap().is_empty());
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    read_all(&s.vfs, a).await.unwrap();
+    let ns = s.vfs.lookup(tags, "ns", soon()).await.unwrap().attr.ino;
+    let x = s.vfs.lookup(ns, "x", soon()).await.unwrap().attr.ino;
+    let y = s.vfs.lookup(x, "y", soon()).await.unwrap().attr.ino;
+    let links = s.vfs.readdir(y, soon()).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(s.vfs.readlink(links[0].entry.attr.ino).unwrap(), "../../../../we/a.jpg");
+    // The metadata document names the tag and its title.
+    let meta = s.vfs.lookup(we, ".metadata", soon()).await.unwrap().attr.ino;
+    let doc = s.vfs.lookup(meta, "a.jpg.json", soon()).await.unwrap().attr.ino;
+    let json: serde_json::Value = serde_json::from_slice(&read_all(&s.vfs, doc).await.unwrap()).unwrap();
+    assert_eq!(json["tags"][0]["title"], "Why");
+    assert_eq!(json["renditions"].as_array().unwrap().len(), 5);
+}
