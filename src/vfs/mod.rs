@@ -3,14 +3,15 @@
 //! plain values and a deadline, and answers plain values or an [`FsError`].
 
 pub mod dir;
+mod handles;
 pub mod inode;
 pub mod reserved;
+mod xattr;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -18,9 +19,8 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
-use crate::materialize::manifest::bounded;
+use crate::materialize::Materializer;
 use crate::materialize::transfer::Transfer;
-use crate::materialize::{Manifest, Materializer};
 use crate::remote::Remote;
 use crate::stats::Stats;
 use dir::{Dirs, Formats, Listing, METADATA, RENDITIONS, SEARCH, TAGS};
@@ -472,233 +472,8 @@ impl<R: Remote> Vfs<R> {
         };
         self.ino(&parent)
     }
-
-    /// Opens a file for reading. Any write access is refused.
-    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32, deadline: Instant) -> FsResult<Opened> {
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0 {
-            return Err(FsError::ReadOnly);
-        }
-        let node = self.node(ino)?;
-        let (handle, stale_attr) = match &*node {
-            Node::Asset(path) => {
-                let hint = self.asset_child(path).and_then(|c| c.size);
-                let opened = self.materializer.open(path, "original", deadline).await?;
-                let stale = matches!((hint, opened.size), (Some(h), Some(s)) if h != s);
-                if stale {
-                    log::info!(
-                        "/{path}: dam:size said {} bytes, the original has {}",
-                        hint.unwrap_or(0),
-                        opened.size.unwrap_or(0)
-                    );
-                }
-                (
-                    Handle::File {
-                        file: Arc::new(opened.file),
-                        transfer: opened.transfer,
-                        what: path.clone(),
-                        asset: path.clone(),
-                    },
-                    stale,
-                )
-            }
-            Node::Rendition(asset, name) => {
-                let opened = self.materializer.open(asset, name, deadline).await?;
-                let what = format!("{asset} rendition {name}");
-                (
-                    Handle::File {
-                        file: Arc::new(opened.file),
-                        transfer: opened.transfer,
-                        what,
-                        asset: asset.clone(),
-                    },
-                    false,
-                )
-            }
-            Node::MetadataFile(asset) => {
-                let content = self.materializer.materialize(asset, deadline).await?;
-                (
-                    Handle::Bytes(Arc::new(reserved::metadata_json(
-                        &content.manifest,
-                        &self.config.remote_url,
-                    ))),
-                    false,
-                )
-            }
-            Node::TagLink(..) | Node::SearchLink(..) => return Err(FsError::Invalid),
-            _ => return Err(FsError::IsDir),
-        };
-        let backing = match &handle {
-            Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
-            _ => None,
-        };
-        if let Handle::File { asset, .. } = &handle {
-            self.cache.pin(asset);
-        }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Arc::new(handle));
-        Ok(Opened { fh, backing, stale_attr })
-    }
-
-    /// Reads from an open handle; waits (until `deadline`) for bytes still in transfer.
-    pub async fn read(&self, fh: u64, offset: u64, size: u32, deadline: Instant) -> FsResult<Vec<u8>> {
-        let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::Invalid)?;
-        match &*handle {
-            Handle::Bytes(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                Ok(bytes[start..end].to_vec())
-            }
-            Handle::File { file, transfer, what, .. } => {
-                let mut len = size as u64;
-                if let Some(t) = transfer {
-                    let progress = t.wait_for(offset.saturating_add(len), deadline, what).await?;
-                    let available = match progress.phase {
-                        crate::materialize::transfer::Phase::Done(_) => u64::MAX,
-                        _ => progress.written,
-                    };
-                    len = len.min(available.saturating_sub(offset));
-                }
-                let file = Arc::clone(file);
-                read_at(&file, offset, len as usize)
-            }
-        }
-    }
-
-    /// Forgets a handle.
-    pub fn release(&self, fh: u64) {
-        let handle = self.handles.lock().remove(&fh);
-        if let Some(handle) = handle
-            && let Handle::File { asset, .. } = &*handle
-        {
-            self.cache.unpin(asset);
-        }
-    }
-
-    /// The target of a symbolic link.
-    pub fn readlink(&self, ino: u64) -> FsResult<String> {
-        let node = self.node(ino)?;
-        self.link_target(&node)
-    }
-
-    fn link_target(&self, node: &Node) -> FsResult<String> {
-        match node {
-            Node::TagLink(tag, asset) => {
-                let depth = 1 + tag.split('/').count();
-                Ok(reserved::link_target(depth, self.relative(asset)))
-            }
-            Node::SearchLink(_, asset) => Ok(reserved::link_target(2, self.relative(asset))),
-            _ => Err(FsError::Invalid),
-        }
-    }
-
-    /// Names of the extended attributes of a node.
-    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<String>> {
-        let node = self.node(ino)?;
-        Ok(match &*node {
-            Node::Folder(f) if *f == self.config.root => vec!["user.damfs.stats".into()],
-            Node::Asset(path) => {
-                let manifest = self.materializer.manifest(path, deadline).await?;
-                let mut names = Vec::new();
-                if manifest.title.is_some() {
-                    names.push("user.dam.title".into());
-                }
-                names.extend(["user.dam.tags".into(), "user.dam.format".into(), "user.dam.remote".into()]);
-                names
-            }
-            _ => Vec::new(),
-        })
-    }
-
-    /// The value of an extended attribute.
-    pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Instant) -> FsResult<Vec<u8>> {
-        let node = self.node(ino)?;
-        match (&*node, name) {
-            (Node::Folder(f), "user.damfs.stats") if *f == self.config.root => {
-                let (assets, bytes) = self.cache.usage();
-                let snapshot = self.stats.snapshot(assets, bytes);
-                serde_json::to_vec(&snapshot).map_err(|e| FsError::Io(std::io::Error::other(e)))
-            }
-            (Node::Asset(path), "user.dam.remote") => {
-                Ok(reserved::remote_asset_url(&self.config.remote_url, path).into_bytes())
-            }
-            (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {
-                let manifest = self.materializer.manifest(path, deadline).await?;
-                let value = match name {
-                    "user.dam.title" => manifest.title.clone().ok_or(FsError::NoAttr)?,
-                    "user.dam.tags" => reserved::tags_xattr(&manifest),
-                    _ => manifest
-                        .format
-                        .clone()
-                        .or_else(|| self.asset_child(path).and_then(|c| c.format))
-                        .unwrap_or_else(|| dir::guess_format(path).to_string()),
-                };
-                Ok(value.into_bytes())
-            }
-            _ => Err(FsError::NoAttr),
-        }
-    }
-
-    /// The local taxonomy of every asset with a known manifest.
-    fn taxonomy(&self) -> reserved::Taxonomy {
-        if !self.taxonomy_loaded.swap(true, Ordering::Relaxed) {
-            for asset in self.cache.assets_with_manifest() {
-                self.materializer.cached_manifest(&asset);
-            }
-        }
-        let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
-        let root = &self.config.root;
-        let under_root = |m: &&Arc<Manifest>| root.is_empty() || m.path.starts_with(&format!("{root}/"));
-        reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m))
-    }
-
-    /// Results of a remote full-text search, as (link name, asset path).
-    async fn search(
-        self: &Arc<Self>,
-        words: &str,
-        deadline: Instant,
-    ) -> FsResult<Arc<Vec<(String, String)>>> {
-        if let Some((at, results)) = self.searches.lock().get(words)
-            && at.elapsed() < self.config.dir_ttl
-        {
-            return Ok(Arc::clone(results));
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let paths = bounded(
-            timeout,
-            || format!("search for {words:?}"),
-            self.remote.search(&self.config.root, words, SEARCH_LIMIT),
-        )
-        .await?;
-        let root = &self.config.root;
-        let mut paths: Vec<String> = paths
-            .into_iter()
-            .filter(|p| root.is_empty() || p.starts_with(&format!("{root}/")))
-            .filter(|p| p.split('/').all(|s| dir::invalid_name(s).is_none()))
-            .collect();
-        paths.sort();
-        paths.dedup();
-        let results = Arc::new(reserved::link_names(paths));
-        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)));
-        Ok(results)
-    }
 }
 
 fn assets_of(listing: &Listing) -> impl Iterator<Item = &str> {
     listing.children.iter().filter(|c| !c.folder).map(|c| c.name.as_str())
-}
-
-/// Reads up to `len` bytes at `offset` (fewer only at end of file).
-fn read_at(file: &File, offset: u64, len: usize) -> FsResult<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FsError::Io(e)),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
 }

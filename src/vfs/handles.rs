@@ -1,0 +1,133 @@
+//! Open files: opening (materializing) assets, renditions and metadata documents, reading
+//! them (waiting for bytes still in transfer), and releasing them.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::inode::Node;
+use super::{Handle, Opened, Vfs, reserved};
+use crate::error::{FsError, FsResult};
+use crate::remote::Remote;
+
+impl<R: Remote> Vfs<R> {
+    /// Opens a file for reading. Any write access is refused.
+    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32, deadline: Instant) -> FsResult<Opened> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0 {
+            return Err(FsError::ReadOnly);
+        }
+        let node = self.node(ino)?;
+        let (handle, stale_attr) = match &*node {
+            Node::Asset(path) => {
+                let hint = self.asset_child(path).and_then(|c| c.size);
+                let opened = self.materializer.open(path, "original", deadline).await?;
+                let stale = matches!((hint, opened.size), (Some(h), Some(s)) if h != s);
+                if stale {
+                    log::info!(
+                        "/{path}: dam:size said {} bytes, the original has {}",
+                        hint.unwrap_or(0),
+                        opened.size.unwrap_or(0)
+                    );
+                }
+                (
+                    Handle::File {
+                        file: Arc::new(opened.file),
+                        transfer: opened.transfer,
+                        what: path.clone(),
+                        asset: path.clone(),
+                    },
+                    stale,
+                )
+            }
+            Node::Rendition(asset, name) => {
+                let opened = self.materializer.open(asset, name, deadline).await?;
+                let what = format!("{asset} rendition {name}");
+                (
+                    Handle::File {
+                        file: Arc::new(opened.file),
+                        transfer: opened.transfer,
+                        what,
+                        asset: asset.clone(),
+                    },
+                    false,
+                )
+            }
+            Node::MetadataFile(asset) => {
+                let content = self.materializer.materialize(asset, deadline).await?;
+                (
+                    Handle::Bytes(Arc::new(reserved::metadata_json(
+                        &content.manifest,
+                        &self.config.remote_url,
+                    ))),
+                    false,
+                )
+            }
+            Node::TagLink(..) | Node::SearchLink(..) => return Err(FsError::Invalid),
+            _ => return Err(FsError::IsDir),
+        };
+        let backing = match &handle {
+            Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
+            _ => None,
+        };
+        if let Handle::File { asset, .. } = &handle {
+            self.cache.pin(asset);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(handle));
+        Ok(Opened { fh, backing, stale_attr })
+    }
+
+    /// Reads from an open handle; waits (until `deadline`) for bytes still in transfer.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32, deadline: Instant) -> FsResult<Vec<u8>> {
+        let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::Invalid)?;
+        match &*handle {
+            Handle::Bytes(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+            Handle::File { file, transfer, what, .. } => {
+                let mut len = size as u64;
+                if let Some(t) = transfer {
+                    let progress = t.wait_for(offset.saturating_add(len), deadline, what).await?;
+                    let available = match progress.phase {
+                        crate::materialize::transfer::Phase::Done(_) => u64::MAX,
+                        _ => progress.written,
+                    };
+                    len = len.min(available.saturating_sub(offset));
+                }
+                let file = Arc::clone(file);
+                read_at(&file, offset, len as usize)
+            }
+        }
+    }
+
+    /// Forgets a handle.
+    pub fn release(&self, fh: u64) {
+        let handle = self.handles.lock().remove(&fh);
+        if let Some(handle) = handle
+            && let Handle::File { asset, .. } = &*handle
+        {
+            self.cache.unpin(asset);
+        }
+    }
+}
+
+/// Reads up to `len` bytes at `offset` (fewer only at end of file).
+fn read_at(file: &File, offset: u64, len: usize) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FsError::Io(e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}

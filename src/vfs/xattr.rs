@@ -1,0 +1,121 @@
+//! Links and extended attributes: symlink targets in `.tags` and `.search`, the `user.dam.*`
+//! attributes of assets and `user.damfs.stats` of the root, the local taxonomy and remote
+//! search results behind those trees.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::inode::Node;
+use super::{SEARCH_LIMIT, SearchResults, Vfs, dir, reserved};
+use crate::error::{FsError, FsResult};
+use crate::materialize::Manifest;
+use crate::materialize::manifest::bounded;
+use crate::remote::Remote;
+
+impl<R: Remote> Vfs<R> {
+    /// The target of a symbolic link.
+    pub fn readlink(&self, ino: u64) -> FsResult<String> {
+        let node = self.node(ino)?;
+        self.link_target(&node)
+    }
+
+    pub(super) fn link_target(&self, node: &Node) -> FsResult<String> {
+        match node {
+            Node::TagLink(tag, asset) => {
+                let depth = 1 + tag.split('/').count();
+                Ok(reserved::link_target(depth, self.relative(asset)))
+            }
+            Node::SearchLink(_, asset) => Ok(reserved::link_target(2, self.relative(asset))),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Names of the extended attributes of a node.
+    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<String>> {
+        let node = self.node(ino)?;
+        Ok(match &*node {
+            Node::Folder(f) if *f == self.config.root => vec!["user.damfs.stats".into()],
+            Node::Asset(path) => {
+                let manifest = self.materializer.manifest(path, deadline).await?;
+                let mut names = Vec::new();
+                if manifest.title.is_some() {
+                    names.push("user.dam.title".into());
+                }
+                names.extend(["user.dam.tags".into(), "user.dam.format".into(), "user.dam.remote".into()]);
+                names
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The value of an extended attribute.
+    pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Instant) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        match (&*node, name) {
+            (Node::Folder(f), "user.damfs.stats") if *f == self.config.root => {
+                let (assets, bytes) = self.cache.usage();
+                let snapshot = self.stats.snapshot(assets, bytes);
+                serde_json::to_vec(&snapshot).map_err(|e| FsError::Io(std::io::Error::other(e)))
+            }
+            (Node::Asset(path), "user.dam.remote") => {
+                Ok(reserved::remote_asset_url(&self.config.remote_url, path).into_bytes())
+            }
+            (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {
+                let manifest = self.materializer.manifest(path, deadline).await?;
+                let value = match name {
+                    "user.dam.title" => manifest.title.clone().ok_or(FsError::NoAttr)?,
+                    "user.dam.tags" => reserved::tags_xattr(&manifest),
+                    _ => manifest
+                        .format
+                        .clone()
+                        .or_else(|| self.asset_child(path).and_then(|c| c.format))
+                        .unwrap_or_else(|| dir::guess_format(path).to_string()),
+                };
+                Ok(value.into_bytes())
+            }
+            _ => Err(FsError::NoAttr),
+        }
+    }
+
+    /// The local taxonomy of every asset with a known manifest.
+    pub(super) fn taxonomy(&self) -> reserved::Taxonomy {
+        if !self.taxonomy_loaded.swap(true, Ordering::Relaxed) {
+            for asset in self.cache.assets_with_manifest() {
+                self.materializer.cached_manifest(&asset);
+            }
+        }
+        let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
+        let root = &self.config.root;
+        let under_root = |m: &&Arc<Manifest>| root.is_empty() || m.path.starts_with(&format!("{root}/"));
+        reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m))
+    }
+
+    /// Results of a remote full-text search, as (link name, asset path).
+    pub(super) async fn search(self: &Arc<Self>, words: &str, deadline: Instant) -> FsResult<SearchResults> {
+        if let Some((at, results)) = self.searches.lock().get(words)
+            && at.elapsed() < self.config.dir_ttl
+        {
+            return Ok(Arc::clone(results));
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let paths = bounded(
+            timeout,
+            || format!("search for {words:?}"),
+            self.remote.search(&self.config.root, words, SEARCH_LIMIT),
+        )
+        .await?;
+        let root = &self.config.root;
+        let mut paths: Vec<String> = paths
+            .into_iter()
+            .filter(|p| root.is_empty() || p.starts_with(&format!("{root}/")))
+            .filter(|p| p.split('/').all(|s| dir::invalid_name(s).is_none()))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let results = Arc::new(reserved::link_names(paths));
+        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)));
+        Ok(results)
+    }
+}
