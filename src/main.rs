@@ -28,7 +28,14 @@ fn main() -> ExitCode {
             return if as_helper { failure } else { ExitCode::from(2) };
         }
     };
-    let cli = Cli::parse_from(argv);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if as_helper && e.use_stderr() => {
+            let _ = e.print();
+            return failure;
+        }
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -110,7 +117,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{summary}");
         }
         Command::Serve(args) => {
-            init_logging(args.verbose.max(1), None)?;
+            // Requests are logged at info level, which serve shows by default.
+            init_logging(args.verbose.saturating_add(1), None)?;
             let config = ServeConfig::try_from(args)?;
             damfs::serve::serve_blocking(config)?;
         }

@@ -191,9 +191,7 @@ impl Cache {
         let db = dir.join("index.sqlite");
         let writer_conn = index::connect(&db)?;
         index::prepare(&writer_conn, remote)?;
-        if let Some(cap) = cap {
-            index::set_meta(&writer_conn, "cap", &cap.to_string())?;
-        }
+        index::set_meta(&writer_conn, "cap", &cap.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))?;
         let reader = index::connect(&db)?;
         let mut state = State::default();
         for row in index::usage(&reader)? {

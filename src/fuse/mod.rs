@@ -4,7 +4,6 @@
 //! there, so a slow remote never occupies a FUSE thread. Every mutating request is answered
 //! EROFS explicitly.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
@@ -14,53 +13,23 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BackingId, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
+
+mod convert;
+mod io_mode;
+
+use convert::{errno, fuse_attr, name_str, reply_xattr};
+use io_mode::{IoMode, IoModes};
 
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::vfs::{Attr, Entry, Kind, Vfs};
-
-/// How the kernel reads an open inode. The kernel allows one mode per inode at a time:
-/// every open of an inode in passthrough mode must name the same backing file, and an inode
-/// cannot be open in passthrough and cached mode at once. So the first open chooses, and
-/// later opens follow it until the last one is released.
-#[derive(Debug)]
-enum IoMode {
-    /// Reads go straight to this backing file.
-    Passthrough { id: BackingId, opens: usize },
-    /// Reads come to the daemon (and the page cache).
-    Cached { opens: usize },
-}
-
-/// Open inodes and their modes, and which inode each handle belongs to.
-#[derive(Debug, Default)]
-struct IoModes {
-    by_ino: HashMap<u64, IoMode>,
-    handles: HashMap<u64, u64>,
-}
-
-impl IoModes {
-    fn release(&mut self, fh: u64) {
-        let Some(ino) = self.handles.remove(&fh) else { return };
-        let last = match self.by_ino.get_mut(&ino) {
-            Some(IoMode::Passthrough { opens, .. } | IoMode::Cached { opens }) => {
-                *opens -= 1;
-                *opens == 0
-            }
-            None => false,
-        };
-        if last {
-            // Dropping a BackingId closes it in the kernel.
-            self.by_ino.remove(&ino);
-        }
-    }
-}
 
 /// The filesystem handed to fuser.
 pub struct DamFs<R: Remote> {
@@ -122,49 +91,6 @@ impl<R: Remote> DamFs<R> {
             }
         }
     }
-}
-
-fn fuse_attr(attr: &Attr, uid: u32, gid: u32) -> FileAttr {
-    let (kind, nlink) = match attr.kind {
-        Kind::Dir => (FileType::Directory, 2),
-        Kind::File => (FileType::RegularFile, 1),
-        Kind::Symlink => (FileType::Symlink, 1),
-    };
-    FileAttr {
-        ino: INodeNo(attr.ino),
-        size: attr.size,
-        blocks: attr.size.div_ceil(512),
-        atime: attr.mtime,
-        mtime: attr.mtime,
-        ctime: attr.mtime,
-        crtime: attr.mtime,
-        kind,
-        perm: attr.perm,
-        nlink,
-        uid,
-        gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-/// Turns an error into an errno, logging the ones worth a line (once, here) and counting.
-fn errno(stats: &Stats, op: &str, err: FsError) -> Errno {
-    match &err {
-        FsError::Timeout(_) => Stats::add(&stats.timeouts, 1),
-        e if e.is_noteworthy() => Stats::add(&stats.errors, 1),
-        _ => {}
-    }
-    if err.is_noteworthy() {
-        log::warn!("{op}: {err}");
-    }
-    Errno::from_i32(err.errno())
-}
-
-fn name_str(name: &OsStr) -> FsResult<&str> {
-    // Remote names are UTF-8; a name that is not cannot exist in the mount.
-    name.to_str().ok_or(FsError::NotFound)
 }
 
 impl<R: Remote> Filesystem for DamFs<R> {
@@ -601,14 +527,5 @@ impl<R: Remote> Filesystem for DamFs<R> {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EROFS);
-    }
-}
-
-fn reply_xattr(reply: ReplyXattr, size: u32, result: FsResult<Vec<u8>>, stats: &Stats) {
-    match result {
-        Ok(value) if size == 0 => reply.size(value.len() as u32),
-        Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
-        Ok(value) => reply.data(&value),
-        Err(err) => reply.error(errno(stats, "xattr", err)),
     }
 }

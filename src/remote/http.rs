@@ -190,9 +190,9 @@ pub(crate) fn format_error(path: &str, cause: impl Into<String>) -> RemoteError 
 
 /// The error for a failed exchange (no status, or a body cut short), with a short cause such
 /// as `connection refused`. A timeout is Timeout, and so is a remote that cannot be reached
-/// at all (refused, unreachable): no answer came, as when it is too slow, and an offline
-/// mount answers ETIMEDOUT for what it does not have. Everything else (a reset, a body cut
-/// short) is Other.
+/// at all (refused, no route, name not resolved): no answer came, as when it is too slow,
+/// and an offline mount answers ETIMEDOUT for what it does not have. Everything else (a TLS
+/// failure, a reset, a body cut short) is Other.
 pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError {
     let io_kind = io_error_kind(error);
     if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
@@ -200,11 +200,17 @@ pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError
         return RemoteError::new(RemoteErrorKind::Timeout, path, cause);
     }
     if error.is_connect() && !error.is_body() {
-        let detail = match io_kind {
-            Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
-            _ => innermost(error),
-        };
-        return RemoteError::new(RemoteErrorKind::Timeout, path, format!("unreachable: {detail}"));
+        use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable};
+        let detail = innermost(error);
+        let unreachable = matches!(
+            io_kind,
+            Some(ConnectionRefused | NetworkUnreachable | HostUnreachable | AddrNotAvailable)
+        ) || detail.to_ascii_lowercase().contains("dns");
+        if unreachable {
+            let detail =
+                if io_kind == Some(ConnectionRefused) { "connection refused".to_string() } else { detail };
+            return RemoteError::new(RemoteErrorKind::Timeout, path, format!("unreachable: {detail}"));
+        }
     }
     let detail = match io_kind {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
