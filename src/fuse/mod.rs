@@ -19,6 +19,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 mod convert;
 mod io_mode;
@@ -26,7 +27,7 @@ mod io_mode;
 use convert::{errno, fuse_attr, name_str, reply_xattr};
 use io_mode::{IoMode, IoModes};
 
-use crate::error::{FsError, FsResult};
+use crate::error::FsError;
 use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::vfs::{Attr, Entry, Kind, Vfs};
@@ -71,23 +72,30 @@ impl<R: Remote> DamFs<R> {
         (fs, notifier)
     }
 
-    /// Runs `fut`: to completion right here if it needs nothing from the remote, otherwise on
-    /// the runtime. `done` gets the result either way.
-    fn dispatch<T, F, D>(&self, fut: F, done: D)
+    /// Runs `work` on the namespace with the request's deadline (counted from now, its
+    /// arrival): to completion right here if it needs nothing from the remote, otherwise on
+    /// the runtime. `done` gets the result and the namespace either way.
+    fn dispatch<T, W, Fut, D>(&self, work: W, done: D)
     where
         T: Send + 'static,
-        F: Future<Output = T> + Send + 'static,
-        D: FnOnce(T) + Send + 'static,
+        W: FnOnce(Arc<Vfs<R>>, Instant) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+        D: FnOnce(T, &Vfs<R>) + Send + 'static,
     {
+        let vfs = Arc::clone(&self.vfs);
+        let deadline = vfs.deadline();
         let _entered = self.runtime.enter();
-        let mut fut = Box::pin(fut);
+        let mut fut = Box::pin(work(Arc::clone(&vfs), deadline));
         let mut cx = Context::from_waker(Waker::noop());
         match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(value) => done(value),
+            Poll::Ready(value) => done(value, &vfs),
             // The task polls again at once with a real waker, so nothing signalled to the
             // no-op waker in between is lost.
             Poll::Pending => {
-                self.runtime.spawn(async move { done(fut.await) });
+                self.runtime.spawn(async move {
+                    let value = fut.await;
+                    done(value, &vfs)
+                });
             }
         }
     }
@@ -115,19 +123,17 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         let name = name.to_owned();
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
-            async move {
+            move |vfs, deadline| async move {
                 let result = match name_str(&name) {
                     Ok(n) => vfs.lookup(parent.0, n, deadline).await,
                     Err(e) => Err(e),
                 };
-                (vfs, name, result)
+                (name, result)
             },
-            move |(vfs, name, result): (Arc<Vfs<R>>, std::ffi::OsString, FsResult<Entry>)| match result {
+            move |(name, result), vfs| match result {
                 Ok(e) => reply.entry(&e.ttl, &fuse_attr(&e.attr, uid, gid), Generation(0)),
                 Err(err) => reply.error(errno(vfs.stats(), &format!("lookup {name:?}"), err)),
             },
@@ -135,15 +141,10 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
-            async move {
-                let r = vfs.getattr(ino.0, deadline).await;
-                (vfs, r)
-            },
-            move |(vfs, result)| match result {
+            move |vfs, deadline| async move { vfs.getattr(ino.0, deadline).await },
+            move |result, vfs| match result {
                 Ok(e) => reply.attr(&e.ttl, &fuse_attr(&e.attr, uid, gid)),
                 Err(err) => reply.error(errno(vfs.stats(), "getattr", err)),
             },
@@ -151,14 +152,9 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         self.dispatch(
-            async move {
-                let r = vfs.readdir(ino.0, deadline).await;
-                (vfs, r)
-            },
-            move |(vfs, result)| match result {
+            move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
+            move |result, vfs| match result {
                 Ok(items) => {
                     let parent = vfs.parent_ino(ino.0);
                     let dots = [
@@ -189,15 +185,10 @@ impl<R: Remote> Filesystem for DamFs<R> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
-            async move {
-                let r = vfs.readdir(ino.0, deadline).await;
-                (vfs, r)
-            },
-            move |(vfs, result)| match result {
+            move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
+            move |result, vfs| match result {
                 Ok(items) => {
                     let parent = vfs.parent_ino(ino.0);
                     let dir = |ino| Entry {
@@ -240,17 +231,12 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         let passthrough = self.passthrough.load(Ordering::Relaxed);
         let io = Arc::clone(&self.io);
         let notifier = Arc::clone(&self.notifier);
         self.dispatch(
-            async move {
-                let r = vfs.open(ino.0, flags.0, deadline).await;
-                (vfs, r)
-            },
-            move |(vfs, result)| {
+            move |vfs, deadline| async move { vfs.open(ino.0, flags.0, deadline).await },
+            move |result, vfs| {
                 let opened = match result {
                     Ok(o) => o,
                     Err(err) => return reply.error(errno(vfs.stats(), "open", err)),
@@ -327,14 +313,9 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         self.dispatch(
-            async move {
-                let r = vfs.read(fh.0, offset, size, deadline).await;
-                (vfs, r)
-            },
-            move |(vfs, result)| match result {
+            move |vfs, deadline| async move { vfs.read(fh.0, offset, size, deadline).await },
+            move |result, vfs| match result {
                 Ok(bytes) => reply.data(&bytes),
                 Err(err) => reply.error(errno(vfs.stats(), "read", err)),
             },
@@ -386,37 +367,31 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         let name = name.to_owned();
         self.dispatch(
-            async move {
-                let r = match name_str(&name) {
+            move |vfs, deadline| async move {
+                match name_str(&name) {
                     Ok(n) => vfs.getxattr(ino.0, n, deadline).await,
                     Err(_) => Err(FsError::NoAttr),
-                };
-                (vfs, r)
+                }
             },
-            move |(vfs, result)| reply_xattr(reply, size, result, vfs.stats()),
+            move |result, vfs| reply_xattr(reply, size, result, vfs.stats()),
         );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
         self.dispatch(
-            async move {
-                let r = vfs.listxattr(ino.0, deadline).await.map(|names| {
+            move |vfs, deadline| async move {
+                vfs.listxattr(ino.0, deadline).await.map(|names| {
                     let mut bytes = Vec::new();
                     for n in names {
                         bytes.extend_from_slice(n.as_bytes());
                         bytes.push(0);
                     }
                     bytes
-                });
-                (vfs, r)
+                })
             },
-            move |(vfs, result)| reply_xattr(reply, size, result, vfs.stats()),
+            move |result, vfs| reply_xattr(reply, size, result, vfs.stats()),
         );
     }
 

@@ -44,8 +44,9 @@ const READY_SLACK: Duration = Duration::from_secs(60);
 pub fn mount(config: MountConfig) -> anyhow::Result<()> {
     let ready = std::env::var(READY_FD_ENV).ok();
     if ready.is_none() {
-        preflight(&config)
-            .with_context(|| format!("cannot mount {} on {}", config.remote_url, config.mountpoint.display()))?;
+        preflight(&config).with_context(|| {
+            format!("cannot mount {} on {}", config.remote_url, config.mountpoint.display())
+        })?;
     }
     if config.foreground || ready.is_some() {
         // SAFETY: READY_FD was set up by the parent for this process, which owns it now.

@@ -27,6 +27,7 @@ use anyhow::{Context, bail};
 use log::{debug, info};
 
 use crate::sidecar::{AssetInfo, SIDECAR_NAME, Sidecar};
+use crate::units::human_size;
 use layout::{FOLDERS, Kind, PlannedAsset};
 use metadata::Subject;
 use rng::Rng;
@@ -295,19 +296,4 @@ fn pdf_date(time: SystemTime) -> String {
 fn set_mtime(path: &Path, time: SystemTime) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     file.set_modified(time).with_context(|| format!("cannot set the time of {}", path.display()))
-}
-
-/// A size for people: `812 KiB`, `64.0 MiB`.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
 }
