@@ -285,3 +285,33 @@ async fn search_results_and_the_local_taxonomy_are_links_to_assets() {
     assert_eq!(json["tags"][0]["title"], "Why");
     assert_eq!(json["renditions"].as_array().unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn an_asset_larger_than_the_whole_cache_is_served_without_caching() {
+    let remote = remote();
+    remote.add_asset("we/huge.jpg", asset(11, 40_000));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", Some(16 << 10)).unwrap());
+    let config = VfsConfig {
+        root: String::new(),
+        remote_url: "http://dam".into(),
+        fetch_timeout: Duration::from_secs(5),
+        dir_ttl: Duration::from_secs(60),
+        formats: Formats::Images,
+    };
+    let vfs = Vfs::new(config, Arc::clone(&remote), Arc::clone(&cache), 10 << 20);
+    let we = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let huge = vfs.lookup(we, "huge.jpg", soon()).await.unwrap().attr.ino;
+    let want: Vec<u8> = (0..40_000).map(|i| (i as u8).wrapping_mul(11)).collect();
+    assert_eq!(read_all(&vfs, huge).await.unwrap(), want);
+    assert!(cache.renditions("we/huge.jpg").is_empty(), "nothing of it entered the cache");
+    assert_eq!(cache.usage().1, 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache/tmp")).unwrap().count(),
+        0,
+        "its temporary files are gone"
+    );
+    // It is fetched again on the next open, and still reads whole.
+    assert_eq!(read_all(&vfs, huge).await.unwrap(), want);
+    assert_eq!(remote.fetch_count("we/huge.jpg", "original"), 2);
+}
