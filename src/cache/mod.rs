@@ -249,8 +249,16 @@ impl Cache {
 
     /// The complete renditions of an asset.
     pub fn renditions(&self, asset: &str) -> HashMap<String, CachedRendition> {
-        if let Some(known) = self.state.lock().renditions.get(asset) {
-            return known.clone();
+        {
+            let state = self.state.lock();
+            if let Some(known) = state.renditions.get(asset) {
+                return known.clone();
+            }
+            // Every asset with content is in `usage` (loaded at open): no need to ask the
+            // index about the others, which `ls -l` of a large folder would do for each.
+            if !state.usage.contains_key(asset) {
+                return HashMap::new();
+            }
         }
         let rows = self.query("renditions", |c| index::renditions(c, asset)).unwrap_or_default();
         let map: HashMap<String, CachedRendition> =

@@ -261,6 +261,11 @@ impl<R: Remote> Dirs<R> {
             let deadline = Instant::now() + this.config.fetch_timeout * 3;
             if let Err(e) = this.fetch(&key, deadline).await {
                 log::warn!("/{key}: re-reading the listing failed, the old one keeps serving: {e}");
+                // Try again after another TTL, not at every lookup: an offline mount would
+                // otherwise ask (and log) on every access.
+                if let Some(held) = this.held.lock().get_mut(&key) {
+                    held.fetched = Some(Instant::now());
+                }
             }
         });
     }
