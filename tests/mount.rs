@@ -526,3 +526,18 @@ fn nginx_serves_assets_and_renditions_through_the_mount() {
         http_get(&server.url(), &format!("/content/dam/{}/jcr:content/renditions/{rendition}", enc(&rel)));
     assert_eq!(answer.body, served.body);
 }
+
+#[test]
+fn sigterm_in_the_foreground_unmounts_and_exits_cleanly() {
+    let (_keep, root) = sample(10, 1 << 20);
+    let server = TestServer::start(&root);
+    let mut mount = Mounted::start(&server.url(), &[]);
+    let rel = images(&root).into_iter().next().unwrap();
+    assert_eq!(std::fs::read(mount.path(&rel)).unwrap(), std::fs::read(root.join(&rel)).unwrap());
+    let pid = mount.pid().unwrap();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    mount.reap(Duration::from_secs(15));
+    assert!(damfs::mount::mountinfo::find(&mount.mountpoint).is_none(), "the mount is gone");
+    assert!(mount.log_text().contains("saving the cache index"), "{}", mount.log_text());
+}
