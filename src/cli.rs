@@ -186,6 +186,9 @@ pub struct CacheArgs {
     /// The cache directory (as given to damfs mount --cache-dir).
     #[arg(long, value_name = "DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// With clear: if a mount uses the cache, have it drop every asset not in use instead.
+    #[arg(long, global = true)]
+    pub drop_from_mount: bool,
     /// What to do.
     #[command(subcommand)]
     pub action: CacheAction,
@@ -203,7 +206,7 @@ pub enum CacheAction {
         /// A DAM path (we-retail/en/hiking.jpg, or /content/dam/we-retail/en).
         path: String,
     },
-    /// Empty the cache (refused while a mount uses it).
+    /// Empty the cache (refused while a mount uses it, unless --drop-from-mount).
     Clear,
 }
 

@@ -150,10 +150,14 @@ fn cache_command(args: &CacheArgs) -> anyhow::Result<ExitCode> {
             let (assets, bytes) = cache.evict(path)?;
             println!("evicted {assets} assets ({})", damfs::units::human_size(bytes));
         }
-        CacheAction::Clear => {
-            cache.clear()?;
-            println!("cleared {}", dir.display());
-        }
+        CacheAction::Clear => match cache.clear() {
+            Ok(()) => println!("cleared {}", dir.display()),
+            Err(_) if args.drop_from_mount && dir.join(damfs::cache::control::SOCKET).exists() => {
+                let (assets, bytes) = damfs::cache::control::clear(dir)?;
+                println!("the mount dropped {assets} assets ({})", damfs::units::human_size(bytes));
+            }
+            Err(e) => return Err(e),
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -237,6 +237,29 @@ fn verify_finds_a_corrupted_file_and_the_next_open_fetches_it_again() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("in use"),
         "clear refused while mounted"
     );
+
+    // Told to, the mount drops what is not in use itself; the next read fetches again.
+    let out = Command::new(damfs_bin())
+        .args(["cache", "clear", "--drop-from-mount", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("the mount dropped 1 assets"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.join("content"))
+            .unwrap()
+            .flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap())
+            .count(),
+        0
+    );
+    server.catalog().clear_requests();
+    assert_eq!(std::fs::read(mount.path(&rel)).unwrap(), want);
+    assert!(server.catalog().requests().iter().any(|r| r.is_binary()));
 }
 
 #[test]

@@ -158,9 +158,12 @@ impl CacheDir {
     }
 
     /// Empties the cache: content, listings, manifests (inode numbers are kept so that a
-    /// later mount still gives every path its number). Refused while a mount uses it.
+    /// later mount still gives every path its number). Refused while a mount uses it; see
+    /// [`super::control::clear`] for telling that mount to drop its content itself.
     pub fn clear(&mut self) -> anyhow::Result<()> {
-        let _lock = super::lock(&self.dir)?;
+        let _lock = super::lock(&self.dir).map_err(|e| {
+            e.context("unmount it first, or give --drop-from-mount to have the mount drop what is not in use")
+        })?;
         let tx = self.conn.transaction()?;
         tx.execute_batch("DELETE FROM renditions; DELETE FROM assets; DELETE FROM listings;")?;
         tx.commit()?;

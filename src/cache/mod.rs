@@ -20,6 +20,7 @@
 //! Lock order: `state` before nothing else; the reader connection's lock is taken alone.
 
 pub mod admin;
+pub mod control;
 mod index;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -429,6 +430,20 @@ impl Cache {
             self.remove_files(asset);
         }
         self.state.lock().total + need <= cap
+    }
+
+    /// Drops the content of every asset not in use; returns (assets, bytes) dropped.
+    pub fn drop_unused(&self) -> (u64, u64) {
+        let victims: Vec<(String, u64)> = {
+            let mut state = self.state.lock();
+            let unused: Vec<String> =
+                state.usage.keys().filter(|a| !state.pins.contains_key(*a)).cloned().collect();
+            unused.into_iter().map(|a| (a.clone(), state.remove(&a))).collect()
+        };
+        for (asset, _) in &victims {
+            self.remove_files(asset);
+        }
+        (victims.len() as u64, victims.iter().map(|(_, b)| b).sum())
     }
 
     /// Drops the content of `asset` (its listing entry and manifest stay).

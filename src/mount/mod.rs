@@ -183,6 +183,11 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
             log::error!("cannot unmount {}: {e:#}", mountpoint.display());
         }
     });
+    if let Err(e) = crate::cache::control::serve(Arc::clone(vfs.cache())) {
+        log::warn!(
+            "no control socket ({e:#}): damfs cache clear --drop-from-mount will not reach this mount"
+        );
+    }
     let cache = Arc::clone(vfs.cache());
     // Orphans and missing files left by a crash are found in the background: the mount
     // serves meanwhile (a missing file is refetched when opened).
@@ -192,6 +197,7 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
     let outcome = session.run();
     log::info!("{} unmounted; saving the cache index", config.mountpoint.display());
     vfs.cache().close();
+    let _ = std::fs::remove_file(vfs.cache().dir().join(crate::cache::control::SOCKET));
     runtime.shutdown_timeout(Duration::from_secs(2));
     outcome.context("the FUSE session ended with an error")
 }
