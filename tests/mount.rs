@@ -477,7 +477,7 @@ fn nginx_serves_assets_and_renditions_through_the_mount() {
     std::fs::write(
         &conf,
         format!(
-            "user root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+            "user root;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; sendfile on; types {{ image/jpeg jpg jpeg; image/png png; }}\n\
              client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};\n\
@@ -490,6 +490,7 @@ fn nginx_serves_assets_and_renditions_through_the_mount() {
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
+            // One process (master_process off): nothing is left once it is gone.
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
