@@ -446,12 +446,6 @@ impl Cache {
         (victims.len() as u64, victims.iter().map(|(_, b)| b).sum())
     }
 
-    /// Drops the content of `asset` (its listing entry and manifest stay).
-    pub fn evict(&self, asset: &str) {
-        self.state.lock().remove(asset);
-        self.remove_files(asset);
-    }
-
     fn remove_files(&self, asset: &str) {
         let names: Vec<String> = self
             .query("renditions", |c| index::renditions(c, asset))
