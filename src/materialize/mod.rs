@@ -325,8 +325,13 @@ impl<R: Remote> Materializer<R> {
                 sync_jobs.push(job);
             }
         }
-        if !uncached && !self.cache.make_room(need) {
-            log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
+        if !uncached && need > 0 {
+            // Eviction deletes files: off the runtime's workers.
+            let cache = Arc::clone(&self.cache);
+            let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
+            if !fits {
+                log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
+            }
         }
 
         let results = futures_util::stream::iter(sync_jobs)

@@ -125,7 +125,7 @@ pub fn start<R: Remote>(
 
 async fn run<R: Remote>(
     remote: &R,
-    cache: &Cache,
+    cache: &Arc<Cache>,
     stats: &Stats,
     job: &Job,
     mut file: File,
@@ -183,9 +183,13 @@ async fn run<R: Remote>(
     if !job.keep {
         return Ok(Fetched { path: temp, size: written });
     }
-    tokio::task::spawn_blocking(move || file.sync_all())
-        .await
-        .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
-    let path = cache.commit(&job.asset, &job.rendition, &temp, written, &digest)?;
+    // fsync and rename wait on the disk: never on a runtime worker.
+    let (cache, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
+    let path = tokio::task::spawn_blocking(move || {
+        file.sync_all()?;
+        cache.commit(&asset, &rendition, &temp, written, &digest)
+    })
+    .await
+    .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
     Ok(Fetched { path, size: written })
 }

@@ -134,8 +134,11 @@ pub struct Vfs<R> {
     next_fh: AtomicU64,
     /// Search results by words, with when they were fetched. Guards the map only.
     searches: Mutex<HashMap<String, (Instant, SearchResults)>>,
-    /// Whether every manifest in the cache has been loaded for the taxonomy.
-    taxonomy_loaded: std::sync::atomic::AtomicBool,
+    /// Set once every manifest in the cache has been loaded for the taxonomy.
+    taxonomy_loaded: std::sync::OnceLock<()>,
+    /// The last taxonomy built, with the number of manifests it was built from. Guards the
+    /// value only: building happens outside.
+    taxonomy: Mutex<Option<(usize, Arc<reserved::Taxonomy>)>>,
     started: SystemTime,
 }
 
@@ -172,7 +175,8 @@ impl<R: Remote> Vfs<R> {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             searches: Mutex::new(HashMap::new()),
-            taxonomy_loaded: std::sync::atomic::AtomicBool::new(false),
+            taxonomy_loaded: std::sync::OnceLock::new(),
+            taxonomy: Mutex::new(None),
             started: SystemTime::now(),
         })
     }
@@ -359,7 +363,7 @@ impl<R: Remote> Vfs<R> {
                 Node::Rendition(asset.clone(), name.to_string())
             }
             Node::TagDir(tag) => {
-                let taxonomy = self.taxonomy();
+                let taxonomy = self.taxonomy().await?;
                 let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
                 if dir.subtags.contains(name) {
                     Node::TagDir(Self::join(tag, name))
@@ -429,7 +433,7 @@ impl<R: Remote> Vfs<R> {
                     .collect()
             }
             Node::TagDir(tag) => {
-                let taxonomy = self.taxonomy();
+                let taxonomy = self.taxonomy().await?;
                 let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
                 dir.subtags
                     .iter()

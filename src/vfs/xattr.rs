@@ -3,7 +3,6 @@
 //! search results behind those trees.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
@@ -79,20 +78,35 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
-    /// The local taxonomy of every asset with a known manifest.
-    pub(super) fn taxonomy(&self) -> reserved::Taxonomy {
-        if !self.taxonomy_loaded.swap(true, Ordering::Relaxed) {
+    /// The local taxonomy of every asset with a known manifest. Built off the FUSE and
+    /// runtime threads (the first build reads every stored manifest), and rebuilt only when
+    /// a manifest was added since.
+    pub(super) async fn taxonomy(self: &Arc<Self>) -> FsResult<Arc<reserved::Taxonomy>> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.taxonomy_now())
+            .await
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))
+    }
+
+    fn taxonomy_now(&self) -> Arc<reserved::Taxonomy> {
+        self.taxonomy_loaded.get_or_init(|| {
             for asset in self.cache.assets_with_manifest() {
                 self.materializer.cached_manifest(&asset);
             }
-        }
+        });
         let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
+        if let Some((count, built)) = &*self.taxonomy.lock()
+            && *count == manifests.len()
+        {
+            return Arc::clone(built);
+        }
         let root = &self.config.root;
         let under_root = |m: &&Arc<Manifest>| root.is_empty() || m.path.starts_with(&format!("{root}/"));
-        reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m))
+        let built = Arc::new(reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m)));
+        *self.taxonomy.lock() = Some((manifests.len(), Arc::clone(&built)));
+        built
     }
 
-    /// Results of a remote full-text search, as (link name, asset path).
     pub(super) async fn search(self: &Arc<Self>, words: &str, deadline: Instant) -> FsResult<SearchResults> {
         if let Some((at, results)) = self.searches.lock().get(words)
             && at.elapsed() < self.config.dir_ttl
