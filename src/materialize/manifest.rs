@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FsError, FsResult};
-use crate::remote::{Remote, TagInfo};
+use crate::remote::{AssetMetadata, Remote, TagInfo};
 
 /// A tag of an asset, with its title.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,26 +36,13 @@ pub struct RenditionEntry {
 pub struct Manifest {
     /// DAM path.
     pub path: String,
-    /// `dc:title`.
-    pub title: Option<String>,
-    /// `dc:description`.
-    pub description: Option<String>,
-    /// `dc:format`.
-    pub format: Option<String>,
-    /// `dam:size` (a hint).
-    pub size: Option<u64>,
-    /// `dam:sha1`.
-    pub sha1: Option<String>,
-    /// `tiff:ImageWidth`.
-    pub width: Option<u64>,
-    /// `tiff:ImageLength`.
-    pub height: Option<u64>,
-    /// Tags with titles.
+    /// The metadata node as the remote gave it (`dam:sha1` lower-cased).
+    #[serde(flatten)]
+    pub meta: AssetMetadata,
+    /// Its tags, resolved (moves followed) and with titles.
     pub tags: Vec<TagRef>,
     /// Every rendition, `original` first.
     pub renditions: Vec<RenditionEntry>,
-    /// The raw metadata node.
-    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Most tag look-ups in flight for one asset.
@@ -117,19 +104,9 @@ pub async fn fetch<R: Remote>(
             tag_refs.push(tag);
         }
     }
-    Ok(Manifest {
-        path: asset.to_string(),
-        title: metadata.title,
-        description: metadata.description,
-        format: metadata.format,
-        size: metadata.size,
-        sha1: metadata.sha1.map(|s| s.to_ascii_lowercase()),
-        width: metadata.width,
-        height: metadata.height,
-        tags: tag_refs,
-        renditions,
-        metadata: metadata.raw,
-    })
+    let mut meta = metadata;
+    meta.sha1 = meta.sha1.map(|s| s.to_ascii_lowercase());
+    Ok(Manifest { path: asset.to_string(), meta, tags: tag_refs, renditions })
 }
 
 /// A tag that the remote does not know (404) keeps its ID and takes its last segment as

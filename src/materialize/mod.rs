@@ -291,7 +291,8 @@ impl<R: Remote> Materializer<R> {
         // The flight bounds each remote step; the manifest wait gets the same budget.
         let manifest = self.manifest(asset, Instant::now() + self.config.fetch_timeout).await?;
         let _pin = PinGuard::new(&self.cache, asset);
-        let size_of = |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.size } else { None });
+        let size_of =
+            |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.meta.size } else { None });
         let whole: u64 = manifest.renditions.iter().filter_map(size_of).sum();
         let cap = self.cache.cap();
         let uncached = cap.is_some_and(|cap| whole > cap);
@@ -313,7 +314,7 @@ impl<R: Remote> Materializer<R> {
             let job = Job {
                 asset: asset.to_string(),
                 rendition: r.name.clone(),
-                sha1: if r.name == "original" { manifest.sha1.clone() } else { None },
+                sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
                 idle_timeout: self.config.fetch_timeout,
                 keep: !uncached,
             };

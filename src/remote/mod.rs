@@ -110,8 +110,10 @@ pub struct AssetAttrs {
     pub format: Option<String>,
 }
 
-/// The metadata node of one asset.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The metadata node of one asset. Serializable because the cache keeps it inside the
+/// asset's manifest.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AssetMetadata {
     /// `dc:title`.
     pub title: Option<String>,
@@ -128,8 +130,10 @@ pub struct AssetMetadata {
     /// `tiff:ImageLength`.
     pub height: Option<u64>,
     /// `cq:tags`, as given (IDs or absolute tag paths).
+    #[serde(rename = "tag_ids")]
     pub tags: Vec<String>,
     /// The whole metadata node as the remote returned it.
+    #[serde(rename = "metadata")]
     pub raw: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -12,16 +12,16 @@ pub fn metadata_json(manifest: &Manifest, remote_url: &str) -> Vec<u8> {
     let doc = json!({
         "path": format!("/content/dam/{}", manifest.path),
         "remote": remote_asset_url(remote_url, &manifest.path),
-        "title": manifest.title,
-        "description": manifest.description,
-        "format": manifest.format,
-        "size": manifest.size,
-        "sha1": manifest.sha1,
-        "width": manifest.width,
-        "height": manifest.height,
+        "title": manifest.meta.title,
+        "description": manifest.meta.description,
+        "format": manifest.meta.format,
+        "size": manifest.meta.size,
+        "sha1": manifest.meta.sha1,
+        "width": manifest.meta.width,
+        "height": manifest.meta.height,
         "tags": manifest.tags,
         "renditions": manifest.renditions,
-        "metadata": manifest.metadata,
+        "metadata": manifest.meta.raw,
     });
     let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     bytes.push(b'\n');
@@ -135,16 +135,9 @@ mod tests {
     fn manifest(path: &str, tags: &[&str]) -> Manifest {
         Manifest {
             path: path.into(),
-            title: None,
-            description: None,
-            format: None,
-            size: None,
-            sha1: None,
-            width: None,
-            height: None,
+            meta: Default::default(),
             tags: tags.iter().map(|t| TagRef { id: t.to_string(), title: t.to_string() }).collect(),
             renditions: vec![],
-            metadata: Default::default(),
         }
     }
 

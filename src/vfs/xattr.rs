@@ -39,7 +39,7 @@ impl<R: Remote> Vfs<R> {
             Node::Asset(path) => {
                 let manifest = self.materializer.manifest(path, deadline).await?;
                 let mut names = Vec::new();
-                if manifest.title.is_some() {
+                if manifest.meta.title.is_some() {
                     names.push("user.dam.title".into());
                 }
                 names.extend(["user.dam.tags".into(), "user.dam.format".into(), "user.dam.remote".into()]);
@@ -64,9 +64,10 @@ impl<R: Remote> Vfs<R> {
             (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {
                 let manifest = self.materializer.manifest(path, deadline).await?;
                 let value = match name {
-                    "user.dam.title" => manifest.title.clone().ok_or(FsError::NoAttr)?,
+                    "user.dam.title" => manifest.meta.title.clone().ok_or(FsError::NoAttr)?,
                     "user.dam.tags" => reserved::tags_xattr(&manifest),
                     _ => manifest
+                        .meta
                         .format
                         .clone()
                         .or_else(|| self.asset_child(path).and_then(|c| c.format))
