@@ -212,8 +212,8 @@ async fn remote_errors_map_to_errno() {
 async fn a_wrong_dam_size_is_corrected_by_the_real_length() {
     let remote = remote();
     let mut liar = asset(7, 3000);
-    liar.size = Some(1234);
-    liar.sha1 = None;
+    liar.meta.size = Some(1234);
+    liar.meta.sha1 = None;
     remote.add_asset("we/liar.jpg", liar);
     let s = setup(remote, Duration::from_secs(5), 10 << 20);
     let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;

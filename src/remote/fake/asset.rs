@@ -6,34 +6,22 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-/// An asset of the fake: its original bytes, other renditions and metadata. The metadata
-/// fields are served as set (so a test can announce a wrong `size` or `sha1`).
+use crate::remote::AssetMetadata;
+
+/// An asset of the fake: its original bytes, other renditions and metadata. The metadata is
+/// served as set (so a test can announce a wrong `size` or `sha1`), rendered as a Sling
+/// metadata node and read back by the real parser.
 #[derive(Debug, Clone, Default)]
 pub struct FakeAsset {
     /// The original rendition.
     pub bytes: Bytes,
     /// Other renditions, in listing order.
     pub renditions: Vec<(String, Bytes)>,
-    /// `dc:title`.
-    pub title: Option<String>,
-    /// `dc:description`.
-    pub description: Option<String>,
-    /// `dc:format`.
-    pub format: Option<String>,
-    /// `dam:size` as announced ([`FakeAsset::new`] sets the real length).
-    pub size: Option<u64>,
-    /// `dam:sha1` ([`FakeAsset::new`] sets the real digest).
-    pub sha1: Option<String>,
-    /// `tiff:ImageWidth`.
-    pub width: Option<u64>,
-    /// `tiff:ImageLength`.
-    pub height: Option<u64>,
+    /// The metadata node: its fields, and in `raw` further properties served as they are.
+    /// [`FakeAsset::new`] sets the true `size` and `sha1`.
+    pub meta: AssetMetadata,
     /// `jcr:content/jcr:lastModified`.
     pub modified: Option<SystemTime>,
-    /// `cq:tags`.
-    pub tags: Vec<String>,
-    /// Further metadata properties, served as they are.
-    pub extra: Map<String, Value>,
 }
 
 impl FakeAsset {
@@ -43,8 +31,9 @@ impl FakeAsset {
         use sha1::{Digest, Sha1};
         let bytes = bytes.into();
         let sha1 = Sha1::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        FakeAsset { size: Some(bytes.len() as u64), sha1: Some(sha1), ..FakeAsset::default() }
-            .with_bytes(bytes)
+        let meta =
+            AssetMetadata { size: Some(bytes.len() as u64), sha1: Some(sha1), ..AssetMetadata::default() };
+        FakeAsset { meta, ..FakeAsset::default() }.with_bytes(bytes)
     }
 
     fn with_bytes(mut self, bytes: Bytes) -> FakeAsset {
@@ -60,19 +49,19 @@ impl FakeAsset {
 
     /// Sets `dc:title`.
     pub fn with_title(mut self, title: &str) -> FakeAsset {
-        self.title = Some(title.to_string());
+        self.meta.title = Some(title.to_string());
         self
     }
 
     /// Sets `dc:format`.
     pub fn with_format(mut self, format: &str) -> FakeAsset {
-        self.format = Some(format.to_string());
+        self.meta.format = Some(format.to_string());
         self
     }
 
     /// Sets `cq:tags`.
     pub fn with_tags(mut self, tags: &[&str]) -> FakeAsset {
-        self.tags = tags.iter().map(|t| t.to_string()).collect();
+        self.meta.tags = tags.iter().map(|t| t.to_string()).collect();
         self
     }
 
@@ -89,15 +78,16 @@ impl FakeAsset {
                 raw.insert(key.to_string(), value);
             }
         };
-        put("dc:title", self.title.clone().map(Value::from));
-        put("dc:description", self.description.clone().map(Value::from));
-        put("dc:format", self.format.clone().map(Value::from));
-        put("dam:size", self.size.map(Value::from));
-        put("dam:sha1", self.sha1.clone().map(Value::from));
-        put("tiff:ImageWidth", self.width.map(Value::from));
-        put("tiff:ImageLength", self.height.map(Value::from));
-        put("cq:tags", (!self.tags.is_empty()).then(|| Value::from(self.tags.clone())));
-        raw.extend(self.extra.clone());
+        let m = &self.meta;
+        put("dc:title", m.title.clone().map(Value::from));
+        put("dc:description", m.description.clone().map(Value::from));
+        put("dc:format", m.format.clone().map(Value::from));
+        put("dam:size", m.size.map(Value::from));
+        put("dam:sha1", m.sha1.clone().map(Value::from));
+        put("tiff:ImageWidth", m.width.map(Value::from));
+        put("tiff:ImageLength", m.height.map(Value::from));
+        put("cq:tags", (!m.tags.is_empty()).then(|| Value::from(m.tags.clone())));
+        raw.extend(m.raw.clone());
         raw
     }
 

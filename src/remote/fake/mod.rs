@@ -372,9 +372,12 @@ impl Remote for FakeRemote {
             .iter()
             .map(|name| join(folder, name))
             .filter_map(|path| match state.nodes.get(&path) {
-                Some(Node::Asset(a)) => {
-                    Some(AssetAttrs { path, size: a.size, modified: a.modified, format: a.format.clone() })
-                }
+                Some(Node::Asset(a)) => Some(AssetAttrs {
+                    path,
+                    size: a.meta.size,
+                    modified: a.modified,
+                    format: a.meta.format.clone(),
+                }),
                 _ => None,
             })
             .collect())
@@ -393,7 +396,7 @@ impl Remote for FakeRemote {
         let original = RenditionInfo {
             name: "original".into(),
             size: Some(a.bytes.len() as u64),
-            mime: a.format.clone().or_else(|| guess_mime(asset)),
+            mime: a.meta.format.clone().or_else(|| guess_mime(asset)),
         };
         let others = a.renditions.iter().filter(|(name, _)| name != "original").map(|(name, bytes)| {
             RenditionInfo { name: name.clone(), size: Some(bytes.len() as u64), mime: guess_mime(name) }
@@ -458,7 +461,7 @@ impl Remote for FakeRemote {
             .into_iter()
             .filter(|path| {
                 let title = match state.nodes.get(path) {
-                    Some(Node::Asset(a)) => a.title.clone().unwrap_or_default(),
+                    Some(Node::Asset(a)) => a.meta.title.clone().unwrap_or_default(),
                     _ => String::new(),
                 };
                 let text = format!("{} {}", parent_and_name(path).1, title).to_lowercase();
