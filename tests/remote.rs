@@ -450,6 +450,103 @@ async fn redirects_to_another_host_never_carry_credentials() {
     .await;
 }
 
+/// A server whose paths redirect (with `{a}` and `{b}` in a target standing for the two
+/// servers' base URLs) or answer bytes; it records every request.
+async fn hop_server(
+    routes: Vec<(&'static str, &'static str)>,
+    bases: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+) -> stub::Server {
+    serve(move |seen| {
+        let target = routes.iter().find(|(path, _)| *path == seen.path).map(|(_, t)| *t)?;
+        Some(match target.strip_prefix("bytes:") {
+            Some(bytes) => binary(bytes.as_bytes(), None),
+            None => {
+                let (a, b) = bases.lock().unwrap().clone();
+                let location = target.replace("{a}", &a).replace("{b}", &b);
+                axum::response::Response::builder()
+                    .status(302)
+                    .header("location", location)
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn once_a_redirect_chain_leaves_the_dam_no_hop_carries_credentials() {
+    bounded(async {
+        let credentials = Credentials::Basic { user: "svc-dam".into(), password: "s3cret".into() };
+        let auth = "Basic c3ZjLWRhbTpzM2NyZXQ=";
+        // The original of `two.jpg` goes DAM -> B -> B; `home.jpg` DAM -> B -> B -> DAM;
+        // `three.jpg` DAM -> DAM -> B -> DAM (three hops after the first request).
+        let dam_routes = vec![
+            ("/content/dam/two.jpg/jcr:content/renditions/original", "{b}b/1"),
+            ("/content/dam/home.jpg/jcr:content/renditions/original", "{b}b/home"),
+            ("/content/dam/three.jpg/jcr:content/renditions/original", "{a}a/second"),
+            ("/a/second", "{b}b/out"),
+            ("/a/back", "bytes:came back"),
+        ];
+        let blob_routes = vec![
+            ("/b/1", "/b/2"),
+            ("/b/2", "bytes:two hops"),
+            ("/b/home", "{b}b/home2"),
+            ("/b/home2", "{a}a/back"),
+            ("/b/out", "{a}a/back"),
+        ];
+        let bases = std::sync::Arc::new(std::sync::Mutex::new((String::new(), String::new())));
+        let dam = hop_server(dam_routes, bases.clone()).await;
+        let blob = hop_server(blob_routes, bases.clone()).await;
+        *bases.lock().unwrap() = (dam.url(), blob.url());
+        let remote = client(&dam.url(), credentials);
+
+        let cases: [(&str, &[u8], &[(&str, bool)]); 3] = [
+            ("two.jpg", b"two hops", &[("/b/1", false), ("/b/2", false)]),
+            ("home.jpg", b"came back", &[("/b/home", false), ("/b/home2", false), ("/a/back", false)]),
+            ("three.jpg", b"came back", &[("/a/second", true), ("/b/out", false), ("/a/back", false)]),
+        ];
+        for (asset, expected, hops) in cases {
+            let (dam_before, blob_before) = (dam.seen().len(), blob.seen().len());
+            let download = remote.fetch(asset, "original", None).await.unwrap();
+            assert_eq!(body(download).await.unwrap(), expected, "{asset}");
+            let mut seen: Vec<stub::Seen> = dam.seen()[dam_before..].to_vec();
+            seen.extend_from_slice(&blob.seen()[blob_before..]);
+            let first = &seen[0];
+            assert_eq!(first.header("authorization").as_deref(), Some(auth), "{asset}: the DAM itself");
+            for (path, carries) in hops {
+                let hop =
+                    seen.iter().find(|s| s.path == *path).unwrap_or_else(|| panic!("{asset}: no {path}"));
+                assert_eq!(
+                    hop.header("authorization").is_some(),
+                    *carries,
+                    "{asset}: Authorization on {path}: {:?}",
+                    hop.headers
+                );
+                assert!(hop.header("referer").is_none(), "{asset}: Referer on {path}");
+            }
+            assert_eq!(seen.len(), hops.len() + 1, "{asset}: {seen:?}");
+        }
+
+        // A loop is cut off and named.
+        let looping = hop_server(
+            vec![(
+                "/content/dam/l.jpg/jcr:content/renditions/original",
+                "{a}content/dam/l.jpg/jcr:content/renditions/original",
+            )],
+            bases.clone(),
+        )
+        .await;
+        *bases.lock().unwrap() = (looping.url(), blob.url());
+        let remote = client(&looping.url(), Credentials::None);
+        let error = remote.fetch("l.jpg", "original", None).await.unwrap_err();
+        assert_eq!(error.kind, RemoteErrorKind::Other);
+        assert!(error.cause.contains("too many redirects"), "{error}");
+        assert_eq!(looping.seen().len(), 11);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn credentials_are_sent_preemptively() {
     bounded(async {

@@ -2,16 +2,17 @@
 //! authentication, a request log line, and the mapping of every failure (status, transport,
 //! JSON) to a [`RemoteError`] that names the URL path and never a credential.
 //!
-//! Redirects: reqwest's policy (pinned by an integration test) drops `Authorization`,
-//! `Cookie` and `Proxy-Authorization` when a redirect changes host or port, so a redirect to
-//! blob storage never carries the DAM credentials. The header set here is a default header
-//! of the client, which reqwest merges before it follows redirects, so it is subject to that
-//! rule. The `Referer` reqwest would add on redirects is turned off.
+//! Redirects are followed here, not by reqwest: credentials go only to the DAM's own origin
+//! (scheme, host and port of the remote URL), and once a chain of redirects has left that
+//! origin no later hop carries them, even one that comes back (a blob store could otherwise
+//! bounce a request home with the DAM's `Authorization` attached to a URL of its choosing).
+//! No `Referer` is sent on any hop.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RANGE};
+use reqwest::header::LOCATION;
+use reqwest::header::{AUTHORIZATION, HeaderValue, RANGE};
 use reqwest::{Response, StatusCode, Url, redirect};
 use serde_json::Value;
 
@@ -26,8 +27,18 @@ const USER_AGENT: &str = concat!("damfs/", env!("CARGO_PKG_VERSION"));
 /// broken server cannot exhaust memory.
 const MAX_JSON_BYTES: usize = 64 << 20;
 
-/// Most redirects followed for one request (reqwest's default, stated here on purpose).
+/// Most redirects followed for one request (as many as reqwest's default policy allows).
 const MAX_REDIRECTS: usize = 10;
+
+/// Statuses followed as redirects. 300 is not among them: Sling answers a too-deep JSON
+/// request with 300 and a list of shallower URLs, which the caller reads itself.
+const REDIRECTS: [StatusCode; 5] = [
+    StatusCode::MOVED_PERMANENTLY,
+    StatusCode::FOUND,
+    StatusCode::SEE_OTHER,
+    StatusCode::TEMPORARY_REDIRECT,
+    StatusCode::PERMANENT_REDIRECT,
+];
 
 /// Keepalive probes on idle pooled connections, so a dead peer is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -44,22 +55,22 @@ pub(crate) enum Answer {
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
+    /// The DAM's origin: the only one credentials are sent to.
+    origin: url::Origin,
+    /// The preemptive `Authorization` value (sensitive: never printed).
+    auth: Option<HeaderValue>,
 }
 
 impl Http {
     /// Builds the client: connect timeout, keepalive, CA file, proxy, preemptive auth header.
     pub(crate) fn new(config: &AemConfig) -> anyhow::Result<Http> {
-        let mut headers = HeaderMap::new();
-        if let Some(value) = auth_header(&config.credentials)? {
-            headers.insert(AUTHORIZATION, value);
-        }
+        let auth = auth_header(&config.credentials)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .tcp_keepalive(TCP_KEEPALIVE)
-            .redirect(redirect::Policy::limited(MAX_REDIRECTS))
-            // No Referer either: a redirect target learns nothing about the DAM's paths.
+            // Redirects are followed by `get`, which decides where credentials go.
+            .redirect(redirect::Policy::none())
             .referer(false);
         if let Some(path) = &config.ca_file {
             let pem =
@@ -80,29 +91,65 @@ impl Http {
             builder = builder.proxy(proxy);
         }
         let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Http { client })
+        Ok(Http { client, origin: config.base.origin(), auth })
     }
 
-    /// Sends a GET (with a `Range` header when given) and answers the response whatever its
-    /// status; only transport failures are errors. Logs one debug line.
+    /// Sends a GET (with a `Range` header when given), follows redirects, and answers the
+    /// final response whatever its status; only transport failures are errors. Credentials
+    /// go to the DAM's origin only, and to no hop after the chain has left it. Logs one
+    /// debug line per hop; a hop off the DAM is named by its host, never its query (signed
+    /// URLs carry their signature there).
     pub(crate) async fn get(&self, url: Url, range: Option<&str>) -> RemoteResult<Response> {
         let path = label(&url);
+        let mut hop = url;
+        let mut on_origin = true;
+        for _ in 0..=MAX_REDIRECTS {
+            on_origin &= hop.origin() == self.origin;
+            let response = self.send(&hop, range, on_origin).await?;
+            if !REDIRECTS.contains(&response.status()) {
+                return Ok(response);
+            }
+            let Some(location) = response.headers().get(LOCATION) else { return Ok(response) };
+            let next = location
+                .to_str()
+                .ok()
+                .and_then(|l| hop.join(l).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    RemoteError::new(RemoteErrorKind::Other, &path, "redirect to an unusable Location")
+                })?;
+            hop = next;
+        }
+        Err(RemoteError::new(RemoteErrorKind::Other, path, "too many redirects"))
+    }
+
+    /// One hop of [`Http::get`].
+    async fn send(&self, url: &Url, range: Option<&str>, with_auth: bool) -> RemoteResult<Response> {
+        let path = label(url);
+        let shown = if url.origin() == self.origin {
+            let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{path}{query}")
+        } else {
+            format!("{}{path}", url.host_str().unwrap_or("?"))
+        };
         let started = Instant::now();
         let mut request = self.client.get(url.clone());
         if let Some(range) = range {
             request = request.header(RANGE, range);
         }
+        if let (true, Some(auth)) = (with_auth, &self.auth) {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
         let result = request.send().await;
         let ms = started.elapsed().as_millis();
-        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
         match result {
             Ok(response) => {
-                log::debug!("GET {path}{query} -> {} in {ms} ms", response.status().as_u16());
+                log::debug!("GET {shown} -> {} in {ms} ms", response.status().as_u16());
                 Ok(response)
             }
             Err(e) => {
                 let error = transport_error(&path, &e);
-                log::debug!("GET {path}{query} -> {} in {ms} ms", error.cause);
+                log::debug!("GET {shown} -> {} in {ms} ms", error.cause);
                 Err(error)
             }
         }
