@@ -18,6 +18,12 @@ pub enum FsError {
     Remote(RemoteError),
     /// A local I/O error (cache disk).
     Io(io::Error),
+    /// Shared work ended without an answer (its task was cancelled or panicked) as often
+    /// as a caller may start it again; names the work.
+    Abandoned(String),
+    /// A fault inside damfs that is neither the remote's nor the disk's (a value that does
+    /// not serialize, a blocking task that did not finish); names it.
+    Internal(String),
     /// A mutating request on the read-only filesystem.
     ReadOnly,
     /// A directory operation on a file.
@@ -42,6 +48,8 @@ impl FsError {
             FsError::Timeout(_) => libc::ETIMEDOUT,
             FsError::Remote(_) => libc::EIO,
             FsError::Io(_) => libc::EIO,
+            FsError::Abandoned(_) => libc::EIO,
+            FsError::Internal(_) => libc::EIO,
             FsError::ReadOnly => libc::EROFS,
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,
@@ -53,7 +61,15 @@ impl FsError {
 
     /// Whether the failure deserves a log line (a remote or disk problem, not a plain miss).
     pub fn is_noteworthy(&self) -> bool {
-        matches!(self, FsError::Denied(_) | FsError::Timeout(_) | FsError::Remote(_) | FsError::Io(_))
+        matches!(
+            self,
+            FsError::Denied(_)
+                | FsError::Timeout(_)
+                | FsError::Remote(_)
+                | FsError::Io(_)
+                | FsError::Abandoned(_)
+                | FsError::Internal(_)
+        )
     }
 }
 
@@ -82,6 +98,8 @@ impl fmt::Display for FsError {
             FsError::Timeout(what) => write!(f, "timed out: {what}"),
             FsError::Remote(e) => write!(f, "remote error: {e}"),
             FsError::Io(e) => write!(f, "cache I/O error: {e}"),
+            FsError::Abandoned(what) => write!(f, "{what}: the work was abandoned"),
+            FsError::Internal(what) => write!(f, "internal error: {what}"),
             FsError::ReadOnly => write!(f, "read-only file system"),
             FsError::NotDir => write!(f, "not a directory"),
             FsError::IsDir => write!(f, "is a directory"),
@@ -92,7 +110,24 @@ impl fmt::Display for FsError {
     }
 }
 
-impl std::error::Error for FsError {}
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FsError::Denied(e) | FsError::Remote(e) => Some(e),
+            FsError::Io(e) => Some(e),
+            FsError::NotFound
+            | FsError::Timeout(_)
+            | FsError::Abandoned(_)
+            | FsError::Internal(_)
+            | FsError::ReadOnly
+            | FsError::NotDir
+            | FsError::IsDir
+            | FsError::NoAttr
+            | FsError::Range
+            | FsError::Invalid => None,
+        }
+    }
+}
 
 /// Result of a filesystem operation.
 pub type FsResult<T> = Result<T, FsError>;
@@ -105,6 +140,8 @@ impl Clone for FsError {
             FsError::Timeout(w) => FsError::Timeout(w.clone()),
             FsError::Remote(e) => FsError::Remote(e.clone()),
             FsError::Io(e) => FsError::Io(io::Error::new(e.kind(), e.to_string())),
+            FsError::Abandoned(w) => FsError::Abandoned(w.clone()),
+            FsError::Internal(w) => FsError::Internal(w.clone()),
             FsError::ReadOnly => FsError::ReadOnly,
             FsError::NotDir => FsError::NotDir,
             FsError::IsDir => FsError::IsDir,

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod flight;
 pub mod fuse;
 pub mod materialize;
 pub mod mount;

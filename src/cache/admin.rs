@@ -135,20 +135,26 @@ impl CacheDir {
         Ok(value.get("sha1").and_then(|s| s.as_str()).map(str::to_string))
     }
 
-    /// Drops the content of an asset, or of every asset under a folder (DAM paths, with or
-    /// without a leading `/content/dam/`). Returns (assets, bytes) dropped.
+    /// Drops the content and the manifest (metadata, tags, rendition list) of an asset, or of
+    /// every asset under a folder (DAM paths, with or without a leading `/content/dam/`), so
+    /// that the next open fetches all of it again. Returns (assets, bytes) dropped.
     pub fn evict(&mut self, path: &str) -> anyhow::Result<(usize, u64)> {
         let path = path.trim_start_matches("/content/dam").trim_matches('/');
         let rows = index::all_renditions(&self.conn)?;
         let under = |asset: &str| path.is_empty() || asset == path || asset.starts_with(&format!("{path}/"));
         let mut assets = std::collections::HashSet::new();
-        let mut bytes = 0;
+        let mut bytes = 0u64;
+        let manifests = index::assets_with_manifest(&self.conn)?;
         let tx = self.conn.transaction()?;
         for (asset, name, size, _) in rows.iter().filter(|r| under(&r.0)) {
             let _ = fs::remove_file(self.namer.path(asset, name));
             tx.execute("DELETE FROM renditions WHERE asset = ?1 AND name = ?2", params![asset, name])?;
             assets.insert(asset.clone());
-            bytes += size;
+            bytes = bytes.saturating_add(*size);
+        }
+        for asset in manifests.iter().filter(|a| under(a)) {
+            tx.execute("DELETE FROM assets WHERE path = ?1", params![asset])?;
+            assets.insert(asset.clone());
         }
         tx.commit()?;
         if assets.is_empty() {

@@ -129,6 +129,9 @@ pub struct Cache {
     reader: Mutex<Connection>,
     writer: Mutex<Writer>,
     temp_seq: AtomicU64,
+    /// Bytes written by transfers in progress under `tmp/` (charged as they arrive), which
+    /// count against the cap beside `State::total`.
+    temp_bytes: AtomicU64,
     next_ino: AtomicU64,
     _lock: File,
 }
@@ -210,6 +213,7 @@ impl Cache {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer::start(writer_conn)?),
             temp_seq: AtomicU64::new(0),
+            temp_bytes: AtomicU64::new(0),
             next_ino: AtomicU64::new(next_ino),
             _lock: lock,
         })
@@ -236,6 +240,29 @@ impl Cache {
         let path = self.dir.join("tmp").join(format!("{}-{seq}.part", std::process::id()));
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
         Ok((file, path))
+    }
+
+    /// Charges `bytes` a transfer wrote under `tmp/` against the cap.
+    pub fn charge_temp(&self, bytes: u64) {
+        self.temp_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Gives back a [`Cache::charge_temp`] charge (the transfer ended or committed).
+    pub fn release_temp(&self, bytes: u64) {
+        let _ = self
+            .temp_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_sub(bytes)));
+    }
+
+    /// Bytes of transfers in progress.
+    pub fn temp_bytes(&self) -> u64 {
+        self.temp_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether content plus transfers in progress exceed the cap.
+    pub fn over_cap(&self) -> bool {
+        let total = self.state.lock().total;
+        self.cap.is_some_and(|cap| total.saturating_add(self.temp_bytes()) > cap)
     }
 
     fn query<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
@@ -406,12 +433,14 @@ impl Cache {
     /// transfer then goes ahead: the cap is exceeded only by what is open).
     pub fn make_room(&self, need: u64) -> bool {
         let Some(cap) = self.cap else { return true };
+        // Transfers in progress take room too: they are about to become content.
+        let need = need.saturating_add(self.temp_bytes());
         let victims: Vec<String> = {
             let mut state = self.state.lock();
             let mut victims = Vec::new();
             let mut total = state.total;
             for (_, asset) in state.lru.iter() {
-                if total + need <= cap {
+                if total.saturating_add(need) <= cap {
                     break;
                 }
                 if state.pins.contains_key(asset) {
@@ -429,7 +458,7 @@ impl Cache {
             log::info!("cache: evicting {asset} (least recently used) to stay under {cap} bytes");
             self.remove_files(asset);
         }
-        self.state.lock().total + need <= cap
+        self.state.lock().total.saturating_add(need) <= cap
     }
 
     /// Drops the content of every asset not in use; returns (assets, bytes) dropped.
@@ -516,9 +545,13 @@ impl Cache {
         }
     }
 
-    /// Writes everything out and stops the index writer.
+    /// Writes everything out, stops the index writer and removes what transfers left under
+    /// `tmp/` (none of it is served after this daemon ends).
     pub fn close(&self) {
         self.writer.lock().close();
+        if let Err(e) = clear_dir(&self.dir.join("tmp")) {
+            log::warn!("cache: cannot empty {}: {e}", self.dir.join("tmp").display());
+        }
     }
 }
 

@@ -110,3 +110,48 @@ fn eviction_is_least_recently_used_by_whole_asset_and_spares_pinned_ones() {
     assert_eq!(cache.usage(), (1, 2 * BLOCK));
     assert!(cache.rendition("a", "original").is_none() && cache.rendition("c", "thumb").is_some());
 }
+
+#[test]
+fn evict_drops_manifests_too_even_of_assets_without_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    {
+        let cache = Cache::open(&dir, "http://dam/content/dam", None).unwrap();
+        put(&cache, "f/with.jpg", "original", b"bytes");
+        cache.put_manifest("f/with.jpg", "{}".into());
+        // A manifest alone: what a first open that failed on its bytes leaves.
+        cache.put_manifest("f/only.jpg", "{}".into());
+        cache.put_manifest("g/other.jpg", "{}".into());
+        cache.close();
+    }
+    let mut admin = admin::CacheDir::open(&dir).unwrap();
+    assert_eq!(admin.evict("f/only.jpg").unwrap(), (1, 0));
+    assert_eq!(admin.evict("/content/dam/f").unwrap(), (1, 5));
+    assert!(admin.evict("f").is_err(), "nothing is left under f");
+    drop(admin);
+    let cache = Cache::open(&dir, "http://dam/content/dam", None).unwrap();
+    assert_eq!(cache.manifest("f/with.jpg"), None);
+    assert_eq!(cache.manifest("f/only.jpg"), None);
+    assert_eq!(cache.manifest("g/other.jpg").as_deref(), Some("{}"));
+    assert!(cache.rendition("f/with.jpg", "original").is_none());
+}
+
+#[test]
+fn transfers_in_progress_count_against_the_cap_and_close_empties_tmp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "http://dam/content/dam", Some(4 * BLOCK)).unwrap();
+    put(&cache, "old.jpg", "original", &[1u8; 2 * BLOCK as usize]);
+    assert!(!cache.over_cap());
+    cache.charge_temp(3 * BLOCK);
+    assert!(cache.over_cap(), "2 blocks of content and 3 in transfer pass a 4-block cap");
+    // Room for the transfer is made by evicting content.
+    assert!(cache.make_room(0));
+    assert!(cache.rendition("old.jpg", "original").is_none());
+    cache.release_temp(3 * BLOCK);
+    cache.release_temp(BLOCK);
+    assert_eq!(cache.temp_bytes(), 0, "releases saturate");
+    let (_file, part) = cache.temp_file().unwrap();
+    cache.close();
+    assert!(!part.exists(), "close leaves no .part file");
+}

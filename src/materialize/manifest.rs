@@ -83,11 +83,12 @@ pub async fn fetch<R: Remote>(
         .map(|r| RenditionEntry { name: r.name, size: r.size, mime: r.mime })
         .collect();
     if !renditions.iter().any(|r| r.name == "original") {
-        renditions.push(RenditionEntry {
-            name: "original".into(),
-            size: metadata.size,
-            mime: metadata.format.clone(),
-        });
+        // The remote promises one; a list without it is not to be stored.
+        return Err(FsError::Remote(crate::remote::RemoteError::new(
+            crate::remote::RemoteErrorKind::Other,
+            asset,
+            "the rendition list has no original",
+        )));
     }
     renditions.sort_by(|a, b| (a.name != "original", &a.name).cmp(&(b.name != "original", &b.name)));
     renditions.dedup_by(|a, b| a.name == b.name);

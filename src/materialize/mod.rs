@@ -1,10 +1,9 @@
 //! Asset -> bytes, once. The first open of an asset fetches its manifest (metadata, tags,
 //! rendition list) and every rendition: those at or under the async threshold before the
 //! open returns, larger ones in the background while readers wait only for the bytes they
-//! need. Concurrent openers share one fetch ([`flight::SingleFlight`]); every remote step is
+//! need. Concurrent openers share one fetch ([`SingleFlight`]); every remote step is
 //! bounded by the fetch timeout; a failure leaves nothing half-made and is not remembered.
 
-pub mod flight;
 pub mod manifest;
 pub mod transfer;
 
@@ -19,9 +18,9 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
+use crate::flight::{Abandoned, SingleFlight};
 use crate::remote::Remote;
 use crate::stats::Stats;
-use flight::SingleFlight;
 pub use manifest::{Manifest, RenditionEntry, TagRef};
 use transfer::{Job, Transfer};
 
@@ -154,7 +153,7 @@ impl<R: Remote> Materializer<R> {
             manifests: Mutex::new(HashMap::new()),
             contents: Mutex::new(HashMap::new()),
             manifest_flights: Arc::default(),
-            content_flights: Arc::default(),
+            content_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
         })
     }
 
@@ -165,6 +164,10 @@ impl<R: Remote> Materializer<R> {
         }
         let json = self.cache.manifest(asset)?;
         match serde_json::from_str::<Manifest>(&json) {
+            Ok(m) if !m.renditions.iter().any(|r| r.name == "original") => {
+                log::warn!("cache: the manifest of {asset} lists no original; it will be fetched again");
+                None
+            }
             Ok(m) => {
                 let m = Arc::new(m);
                 self.manifests.lock().insert(asset.to_string(), Arc::clone(&m));
@@ -199,7 +202,8 @@ impl<R: Remote> Materializer<R> {
     async fn fetch_manifest(self: Arc<Self>, key: String) -> FsResult<Arc<Manifest>> {
         let m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.fetch_timeout).await?;
         Stats::add(&self.stats.manifests_fetched, 1);
-        let json = serde_json::to_string(&m).map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let json =
+            serde_json::to_string(&m).map_err(|e| FsError::Internal(format!("manifest of {key}: {e}")))?;
         self.cache.put_manifest(&key, json);
         let m = Arc::new(m);
         self.manifests.lock().insert(key, Arc::clone(&m));
@@ -293,7 +297,7 @@ impl<R: Remote> Materializer<R> {
         let _pin = PinGuard::new(&self.cache, asset);
         let size_of =
             |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.meta.size } else { None });
-        let whole: u64 = manifest.renditions.iter().filter_map(size_of).sum();
+        let whole = manifest.renditions.iter().filter_map(size_of).fold(0u64, u64::saturating_add);
         let cap = self.cache.cap();
         let uncached = cap.is_some_and(|cap| whole > cap);
         if uncached {
@@ -304,22 +308,23 @@ impl<R: Remote> Materializer<R> {
         let cached = if uncached { HashMap::new() } else { self.cache.renditions(asset) };
         let mut states = HashMap::new();
         let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
-        let mut need = 0;
+        let mut need = 0u64;
         for r in &manifest.renditions {
             if let Some(c) = cached.get(&r.name) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
                 continue;
             }
+            let size = size_of(r);
             let job = Job {
                 asset: asset.to_string(),
                 rendition: r.name.clone(),
                 sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
+                expected: size,
                 idle_timeout: self.config.fetch_timeout,
                 keep: !uncached,
             };
-            let size = size_of(r);
-            need += size.unwrap_or(0);
+            need = need.saturating_add(size.unwrap_or(0));
             if size.is_some_and(|s| s > self.config.async_threshold) {
                 async_jobs.push(job);
             } else {
@@ -461,6 +466,6 @@ impl<R: Remote> Materializer<R> {
                 },
             }
         }
-        Err(FsError::Io(std::io::Error::other(format!("{asset} {rendition}: cannot open the transfer"))))
+        Err(FsError::Abandoned(format!("opening {asset} rendition {rendition} while its transfer ends")))
     }
 }

@@ -68,7 +68,7 @@ impl Transfer {
                 Phase::Failed(e) => Err(e.clone()),
                 _ => Ok(p.clone()),
             },
-            Ok(Err(_)) => Err(FsError::Io(std::io::Error::other(format!("{what}: transfer abandoned")))),
+            Ok(Err(_)) => Err(FsError::Abandoned(format!("transfer of {what}"))),
             Err(_) => Err(FsError::Timeout(format!("waiting for bytes of {what}"))),
         }
     }
@@ -92,10 +92,72 @@ pub struct Job {
     pub rendition: String,
     /// Expected SHA-1 (hex) of the bytes, when the remote gave one.
     pub sha1: Option<String>,
+    /// Length the listing announced (`:jcr:data`, or `dam:size` for the original), a hint.
+    pub expected: Option<u64>,
     /// Longest wait for any single step (connect, headers, next chunk).
     pub idle_timeout: Duration,
     /// Whether the bytes enter the cache; if not, they stay in the temporary file.
     pub keep: bool,
+}
+
+/// Slack over an expected length before a body is cut off as endless: a quarter more plus
+/// 1 MiB. `:jcr:data` lengths are exact; `dam:size` can lag a new version by a little, and a
+/// body that is twice as long as announced is broken or hostile either way.
+fn slack(expected: u64) -> u64 {
+    expected.saturating_add(expected / 4).saturating_add(1 << 20)
+}
+
+/// The slowest transfer rate allowed over a whole transfer of known length (256 KiB/s, a
+/// 2 Mbit/s line): with the idle timeout, it bounds how long a transfer may run, however
+/// steadily a server drips.
+const FLOOR_RATE: u64 = 256 << 10;
+
+/// The most bytes a transfer may take, and why: the announced length (Content-Length or a
+/// Content-Range's size) or, when the answer announced none, the listed length with
+/// [`slack`]; and for a transfer that is to be cached, the whole cache (a larger rendition
+/// could never be kept). An announced length wins over the listed one: it comes with the
+/// bytes, and the listing may predate a new version.
+fn byte_limit(job: &Job, announced: Option<u64>, cap: Option<u64>) -> (u64, &'static str) {
+    let mut limit = (u64::MAX, "");
+    let mut lower = |bound: Option<u64>, why| {
+        if let Some(bound) = bound.filter(|b| *b < limit.0) {
+            limit = (bound, why);
+        }
+    };
+    lower(announced, "the announced length");
+    lower(job.expected.filter(|_| announced.is_none()).map(slack), "the listed length with slack");
+    lower(cap.filter(|_| job.keep), "the whole cache (--cache-size)");
+    limit
+}
+
+/// Removes a transfer's temporary file and gives back the bytes charged for it against the
+/// cache, whenever the transfer ends without handing its file on: failed, or cancelled by
+/// dropping its future (nobody waits for it any more, or damfs is stopping).
+struct TempFile {
+    cache: Arc<Cache>,
+    path: PathBuf,
+    charged: u64,
+    keep_file: bool,
+}
+
+impl TempFile {
+    fn charge(&mut self, bytes: u64) {
+        self.cache.charge_temp(bytes);
+        self.charged += bytes;
+    }
+
+    fn release(&mut self) {
+        self.cache.release_temp(std::mem::take(&mut self.charged));
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        self.release();
+        if !self.keep_file {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Starts a transfer whose progress can be observed; the returned future does the work.
@@ -107,20 +169,30 @@ pub fn start<R: Remote>(
 ) -> FsResult<(Arc<Transfer>, impl std::future::Future<Output = FsResult<Fetched>> + Send + 'static)> {
     let (file, temp) = cache.temp_file()?;
     let (tx, _) = watch::channel(Progress { written: 0, total: None, phase: Phase::Running });
-    let transfer = Arc::new(Transfer { temp, progress: tx });
+    let transfer = Arc::new(Transfer { temp: temp.clone(), progress: tx });
     let handle = Arc::clone(&transfer);
+    // Made before the future is first polled, so that a future dropped unpolled still
+    // removes the file.
+    let mut guard = TempFile { cache: Arc::clone(&cache), path: temp, charged: 0, keep_file: false };
     let work = async move {
-        let result = run(&*remote, &cache, &stats, &job, file, &handle).await;
+        let result = run(&*remote, &cache, &stats, &job, file, &handle, &mut guard).await;
         match &result {
-            Ok(fetched) => handle.progress.send_modify(|p| p.phase = Phase::Done(fetched.path.clone())),
-            Err(e) => {
-                let _ = std::fs::remove_file(&handle.temp);
-                handle.progress.send_modify(|p| p.phase = Phase::Failed(e.clone()));
+            Ok(fetched) => {
+                // Committed (renamed away), or an uncached asset's file that lives on.
+                guard.keep_file = true;
+                handle.progress.send_modify(|p| p.phase = Phase::Done(fetched.path.clone()));
             }
+            Err(e) => handle.progress.send_modify(|p| p.phase = Phase::Failed(e.clone())),
         }
+        drop(guard);
         result
     };
     Ok((transfer, work))
+}
+
+/// The error for a transfer the remote botched.
+fn broken(what: String, cause: String) -> FsError {
+    FsError::Remote(crate::remote::RemoteError::new(crate::remote::RemoteErrorKind::Other, what, cause))
 }
 
 async fn run<R: Remote>(
@@ -130,8 +202,10 @@ async fn run<R: Remote>(
     job: &Job,
     mut file: File,
     transfer: &Transfer,
+    guard: &mut TempFile,
 ) -> FsResult<Fetched> {
     let what = || format!("{} rendition {}", job.asset, job.rendition);
+    let started = Instant::now();
     let download =
         match tokio::time::timeout(job.idle_timeout, remote.fetch(&job.asset, &job.rendition, None)).await {
             Ok(result) => result?,
@@ -139,16 +213,32 @@ async fn run<R: Remote>(
         };
     let total = download.total_size;
     transfer.progress.send_modify(|p| p.total = total);
+    let (limit, why) = byte_limit(job, total, cache.cap());
+    // A transfer of known length must also end in time, however steadily it trickles.
+    let known = total.or(job.expected).map(|n| n.min(limit));
+    let overall =
+        known.map(|n| started + job.idle_timeout + Duration::from_secs(n / FLOOR_RATE).max(job.idle_timeout));
     let mut body = download.body;
     let mut sha256 = Sha256::new();
     let mut sha1 = job.sha1.as_ref().map(|_| Sha1::new());
     let mut written = 0u64;
     loop {
-        let chunk = match tokio::time::timeout(job.idle_timeout, body.next()).await {
+        let idle = Instant::now() + job.idle_timeout;
+        let wait_until = overall.map_or(idle, |o| o.min(idle));
+        let chunk = match tokio::time::timeout_at(wait_until, body.next()).await {
             Ok(Some(chunk)) => chunk?,
             Ok(None) => break,
+            Err(_) if overall.is_some_and(|o| o <= idle) => {
+                let secs = started.elapsed().as_secs();
+                return Err(FsError::Timeout(format!("{} (only {written} bytes in {secs} s)", what())));
+            }
             Err(_) => return Err(FsError::Timeout(format!("{} (stalled after {written} bytes)", what()))),
         };
+        let len = chunk.len() as u64;
+        if written.saturating_add(len) > limit {
+            return Err(broken(what(), format!("body runs past {why} ({limit} bytes); stopped")));
+        }
+        guard.charge(len);
         file.write_all(&chunk)?;
         sha256.update(&chunk);
         if let Some(h) = sha1.as_mut() {
@@ -161,20 +251,15 @@ async fn run<R: Remote>(
     if let Some(total) = total
         && total != written
     {
-        return Err(FsError::Remote(crate::remote::RemoteError::new(
-            crate::remote::RemoteErrorKind::Other,
-            what(),
-            format!("short body: {written} of {total} bytes"),
-        )));
+        return Err(broken(what(), format!("short body: {written} of {total} bytes")));
     }
     if let (Some(expected), Some(h)) = (&job.sha1, sha1) {
         let got = hex(&h.finalize());
         if !got.eq_ignore_ascii_case(expected) {
-            return Err(FsError::Remote(crate::remote::RemoteError::new(
-                crate::remote::RemoteErrorKind::Other,
+            return Err(broken(
                 what(),
                 format!("SHA-1 mismatch: dam:sha1 is {expected}, the bytes hash to {got}"),
-            )));
+            ));
         }
     }
     let digest = hex(&sha256.finalize());
@@ -184,12 +269,19 @@ async fn run<R: Remote>(
         return Ok(Fetched { path: temp, size: written });
     }
     // fsync and rename wait on the disk: never on a runtime worker.
-    let (cache, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
+    let (store, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
     let path = tokio::task::spawn_blocking(move || {
         file.sync_all()?;
-        cache.commit(&asset, &rendition, &temp, written, &digest)
+        store.commit(&asset, &rendition, &temp, written, &digest)
     })
     .await
-    .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
+    .map_err(|e| FsError::Internal(format!("committing {}: {e}", what())))??;
+    // The bytes are now charged as content: stop charging them as a transfer's, then evict
+    // if this rendition (of a length nobody announced) took the cache over its cap.
+    guard.release();
+    if cache.over_cap() {
+        let store = Arc::clone(cache);
+        let _ = tokio::task::spawn_blocking(move || store.make_room(0)).await;
+    }
     Ok(Fetched { path, size: written })
 }

@@ -196,9 +196,11 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
     report(&mut ready, "ready\n");
     let outcome = session.run();
     log::info!("{} unmounted; saving the cache index", config.mountpoint.display());
+    // Transfers still running are dropped with the runtime (removing their files) before
+    // the cache is closed, so that nothing writes under tmp/ once it has been emptied.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     vfs.cache().close();
     let _ = std::fs::remove_file(vfs.cache().dir().join(crate::cache::control::SOCKET));
-    runtime.shutdown_timeout(Duration::from_secs(2));
     outcome.context("the FUSE session ended with an error")
 }
 

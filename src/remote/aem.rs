@@ -27,7 +27,7 @@ use super::http::{
 };
 use super::querybuilder::{attrs_from_hits, attrs_params, parse_hits, paths_from_hits, search_params};
 use super::siren::{parse_listing, parse_rendition_entities};
-use super::sling::{metadata_attrs, parse_content_attrs, parse_metadata, parse_renditions};
+use super::sling::{check_metadata, metadata_attrs, parse_content_attrs, parse_metadata, parse_renditions};
 use super::tags::{MAX_MOVES, TagRef, parse_tag_node};
 use super::url::{Endpoints, TagRoot, jcr_path, join, label};
 use super::{
@@ -354,7 +354,10 @@ impl Remote for AemClient {
         let url = self.endpoints.asset_node(asset, "/jcr:content/metadata.json")?;
         let path = label(&url);
         let first = match self.http.get_json_answer(url).await? {
-            Answer::Json(Value::Object(raw)) => return Ok(parse_metadata(raw)),
+            Answer::Json(Value::Object(raw)) => {
+                check_metadata(&raw).map_err(|cause| format_error(&path, cause))?;
+                return Ok(parse_metadata(raw));
+            }
             Answer::Json(_) => return Err(format_error(&path, "expected a JSON object")),
             Answer::Status(status) if [400, 403, 404].contains(&status.as_u16()) => {
                 status_error(&path, status)
@@ -367,7 +370,10 @@ impl Remote for AemClient {
         let api_path = label(&api);
         match self.http.get_json_answer(api).await? {
             Answer::Json(value) => match value.get("properties").and_then(|p| p.get("metadata")) {
-                Some(Value::Object(raw)) => Ok(parse_metadata(raw.clone())),
+                Some(Value::Object(raw)) => {
+                    check_metadata(raw).map_err(|cause| format_error(&api_path, cause))?;
+                    Ok(parse_metadata(raw.clone()))
+                }
                 _ => Err(format_error(&api_path, "no properties.metadata object")),
             },
             Answer::Status(StatusCode::NOT_FOUND) => Err(status_error(&api_path, StatusCode::NOT_FOUND)),
@@ -381,17 +387,23 @@ impl Remote for AemClient {
         let listed = match self.http.get_json_answer(url).await? {
             Answer::Json(value) => parse_renditions(&value).map_err(|cause| format_error(&path, cause))?,
             Answer::Status(status) if [300, 400, 403, 404].contains(&status.as_u16()) => {
-                self.api_renditions(asset).await?
+                let listed = self.api_renditions(asset).await?;
+                if !listed.iter().any(|r| r.name == "original") {
+                    let api = label(&self.endpoints.api_renditions(asset)?);
+                    return Err(format_error(&api, "no \"original\" rendition: not a rendition list"));
+                }
+                listed
             }
             Answer::Status(status) => return Err(status_error(&path, status)),
         };
         let mut seen = HashSet::new();
         let mut out: Vec<RenditionInfo> =
             listed.into_iter().filter(|r| seen.insert(r.name.clone())).collect();
-        match out.iter().position(|r| r.name == "original") {
-            Some(at) => out[..=at].rotate_right(1),
-            None => out.insert(0, RenditionInfo { name: "original".into(), size: None, mime: None }),
-        }
+        let at = out
+            .iter()
+            .position(|r| r.name == "original")
+            .ok_or_else(|| format_error(&path, "no \"original\" rendition: not a rendition list"))?;
+        out[..=at].rotate_right(1);
         Ok(out)
     }
 

@@ -105,12 +105,29 @@ pub(crate) fn parse_metadata(raw: Map<String, Value>) -> AssetMetadata {
     }
 }
 
+/// Checks that a JSON object is a metadata node and not some other document a broken or
+/// misrouted server answered with: a metadata node carries JCR properties (`jcr:primaryType`,
+/// `dam:size`, `dc:format`: names with a namespace prefix) and is not a Siren document.
+pub(crate) fn check_metadata(raw: &Map<String, Value>) -> Result<(), String> {
+    if raw.contains_key("entities") || (raw.contains_key("class") && raw.contains_key("properties")) {
+        return Err("a Siren document, not a metadata node".into());
+    }
+    if !raw.keys().any(|k| k.contains(':') && !k.starts_with(':')) {
+        return Err("no namespaced property (jcr:, dam:, dc:…): not a metadata node".into());
+    }
+    Ok(())
+}
+
 /// Reads `GET /content/dam/<a>/jcr:content/renditions.2.json`: every key whose value is an
 /// object is a rendition (`jcr:*` keys are the node's own properties); its `jcr:content`
 /// gives `":jcr:data"` (the byte length) and `jcr:mimeType`. `{}` is a name only. The answer
-/// lists `original` first, then the others by name (JSON object order is not kept).
+/// lists `original` first, then the others by name (JSON object order is not kept). A list
+/// without `original` is not a rendition list (every asset has one): an error.
 pub(crate) fn parse_renditions(value: &Value) -> Result<Vec<RenditionInfo>, String> {
     let object = value.as_object().ok_or("expected a JSON object")?;
+    if !object.get("original").is_some_and(Value::is_object) {
+        return Err("no \"original\" rendition: not a rendition list".into());
+    }
     let mut out = Vec::with_capacity(object.len());
     for (name, node) in object {
         if name.starts_with("jcr:") || name.starts_with(':') || !node.is_object() {
@@ -243,6 +260,28 @@ mod tests {
     }
 
     #[test]
+    fn metadata_shape() {
+        let good = [
+            json!({"jcr:primaryType": "nt:unstructured"}),
+            json!({"dc:format": "image/jpeg", "custom": 1}),
+            json!({"dam:size": 3}),
+        ];
+        for value in good {
+            assert_eq!(check_metadata(&object(value.clone())), Ok(()), "{value}");
+        }
+        let bad = [
+            json!({}),
+            json!({"name": "x", "size": 3}),
+            json!({":jcr:data": 5}),
+            json!({"class": ["assets/asset"], "properties": {"dc:title": "x"}, "links": []}),
+            json!({"entities": [], "jcr:primaryType": "nt:unstructured"}),
+        ];
+        for value in bad {
+            assert!(check_metadata(&object(value.clone())).is_err(), "{value}");
+        }
+    }
+
+    #[test]
     fn renditions_2_json() {
         let value = json!({"jcr:primaryType": "nt:folder", "jcr:created": "Fri Oct 25 2024 18:11:57 GMT+0000",
             "original": {"jcr:primaryType": "nt:file",
@@ -264,7 +303,10 @@ mod tests {
             ]
         );
         assert!(parse_renditions(&json!([])).is_err());
-        assert!(parse_renditions(&json!({})).unwrap().is_empty());
+        assert!(parse_renditions(&json!({})).is_err());
+        // A Siren document where the rendition list should be.
+        let siren = json!({"class": ["assets/asset"], "properties": {"name": "x"}, "entities": []});
+        assert!(parse_renditions(&siren).is_err());
     }
 
     #[test]

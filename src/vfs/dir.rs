@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::error::FsResult;
-use crate::materialize::flight::SingleFlight;
+use crate::flight::SingleFlight;
 use crate::materialize::manifest::bounded;
 use crate::remote::{EntryKind, Remote};
 use crate::stats::Stats;

@@ -56,7 +56,7 @@ impl<R: Remote> Vfs<R> {
             (Node::Folder(f), "user.damfs.stats") if *f == self.config.root => {
                 let (assets, bytes) = self.cache.usage();
                 let snapshot = self.stats.snapshot(assets, bytes);
-                serde_json::to_vec(&snapshot).map_err(|e| FsError::Io(std::io::Error::other(e)))
+                serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))
             }
             (Node::Asset(path), "user.dam.remote") => {
                 Ok(reserved::remote_asset_url(&self.config.remote_url, path).into_bytes())
@@ -86,7 +86,7 @@ impl<R: Remote> Vfs<R> {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.taxonomy_now())
             .await
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))
+            .map_err(|e| FsError::Internal(format!("building the tag taxonomy: {e}")))
     }
 
     fn taxonomy_now(&self) -> Arc<reserved::Taxonomy> {

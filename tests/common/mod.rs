@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use damfs::serve::{Auth, Catalog};
 
+pub mod faults;
 pub mod mount;
 
 /// How long [`TestServer::stop`] waits for the server thread (the server itself gives

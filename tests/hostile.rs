@@ -1,0 +1,188 @@
+//! A hostile or broken remote, through a real kernel mount: `damfs serve` behind a proxy
+//! that misbehaves on command ([`common::faults`]). What a bad answer may cost is an error
+//! for the operation that met it; never a full disk, a poisoned cache entry or a transfer
+//! that outlives everyone who wanted it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::faults::{Fault, FaultProxy};
+use common::mount::{Mounted, wait_until, within};
+
+/// A small DAM: `a.jpg` … `d.jpg`, JPEGs of a few KiB.
+fn small_dam() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dam) = common::dam_dir();
+    for (i, name) in ["a.jpg", "b.jpg", "c.jpg", "d.jpg"].iter().enumerate() {
+        common::write_jpeg(&dam.join(name), 160 + 40 * i as u32, 120);
+    }
+    (tmp, dam)
+}
+
+fn errno_of<T>(result: std::io::Result<T>) -> Option<i32> {
+    result.err().and_then(|e| e.raw_os_error())
+}
+
+/// Bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// A Siren document: the shape of an Assets API answer, where Sling JSON is expected.
+const SIREN: &str = r#"{"class":["assets/asset"],"properties":{"name":"x","metadata":{}},"entities":[{"class":["assets/asset/renditions/rendition"],"properties":{"name":"original"}}],"links":[]}"#;
+
+#[test]
+fn a_wrong_shaped_answer_is_eio_and_is_not_kept() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    proxy.add("a.jpg/jcr:content/renditions.2.json", Fault::Json(SIREN.into()));
+    proxy.add("b.jpg/jcr:content/metadata.json", Fault::Json(SIREN.into()));
+    proxy.add("/api/assets/b.jpg.json", Fault::Json(SIREN.into()));
+    let mount = Mounted::start(&proxy.url(), &[]);
+    let (a, b) = (mount.path("a.jpg"), mount.path("b.jpg"));
+
+    let (a2, b2) = (a.clone(), b.clone());
+    let (open_a, read_b, meta_b) = within(Duration::from_secs(30), "opens with wrong shapes", move || {
+        let meta = b2.parent().unwrap().join(".metadata/b.jpg.json");
+        (errno_of(std::fs::read(&a2)), errno_of(std::fs::read(&b2)), errno_of(std::fs::read(meta)))
+    });
+    assert_eq!(open_a, Some(libc::EIO), "a rendition list of the wrong shape");
+    assert_eq!(read_b, Some(libc::EIO), "a metadata node of the wrong shape");
+    assert_eq!(meta_b, Some(libc::EIO), ".metadata of an asset whose metadata has the wrong shape");
+    let log = mount.log_text();
+    assert!(log.contains("not a rendition list"), "the log names the cause:\n{log}");
+
+    // Once the remote answers right, the same mount serves both: nothing wrong was kept.
+    proxy.clear();
+    let (a2, b2) = (a.clone(), b.clone());
+    let (bytes_a, bytes_b) = within(Duration::from_secs(30), "opens after the fix", move || {
+        (std::fs::read(&a2).unwrap(), std::fs::read(&b2).unwrap())
+    });
+    assert_eq!(bytes_a, std::fs::read(dam.join("a.jpg")).unwrap());
+    assert_eq!(bytes_b, std::fs::read(dam.join("b.jpg")).unwrap());
+    let renditions: Vec<String> = std::fs::read_dir(mount.path(".renditions/a.jpg"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(renditions.contains(&"original".to_string()), "{renditions:?}");
+    assert!(!renditions.iter().any(|n| n == "properties" || n == "entities"), "{renditions:?}");
+}
+
+/// Samples the size of `tmp/` every few milliseconds until dropped; keeps the largest.
+struct TmpWatch {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TmpWatch {
+    fn start(tmp: PathBuf) -> TmpWatch {
+        let (peak, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                p.fetch_max(bytes_under(&tmp), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        TmpWatch { peak, stop }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TmpWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_endless_body_is_stopped_and_leaves_nothing_behind() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    let fast = Fault::Endless { chunk: 64 << 10, every: Duration::from_millis(1) };
+    // a.jpg: the rendition list says how long the original is; its body never ends.
+    proxy.add("a.jpg/jcr:content/renditions/original", fast.clone());
+    // b.jpg and c.jpg: nothing says how long the original is (a rendition list and a
+    // metadata node without lengths); b's body never ends fast, c's slowly.
+    for name in ["b.jpg", "c.jpg"] {
+        proxy.add(
+            &format!("{name}/jcr:content/renditions.2.json"),
+            Fault::Json(r#"{"jcr:primaryType":"nt:folder","original":{"jcr:primaryType":"nt:file"}}"#.into()),
+        );
+        proxy.add(
+            &format!("{name}/jcr:content/metadata.json"),
+            Fault::Json(r#"{"jcr:primaryType":"nt:unstructured","dc:format":"image/jpeg"}"#.into()),
+        );
+    }
+    proxy.add("b.jpg/jcr:content/renditions/original", fast);
+    let slow = Fault::Endless { chunk: 16 << 10, every: Duration::from_millis(10) };
+    proxy.add("c.jpg/jcr:content/renditions/original", slow);
+    let cap = 5u64 << 20;
+    let mut mount = Mounted::start(&proxy.url(), &["--cache-size", "5M", "--fetch-timeout", "3s"]);
+    let watch = TmpWatch::start(mount.cache_dir.join("tmp"));
+
+    // Past the listed length (with slack): cut off long before the timeout.
+    let a = mount.path("a.jpg");
+    let started = Instant::now();
+    let error = within(Duration::from_secs(30), "open a.jpg", move || errno_of(std::fs::read(a)));
+    assert_eq!(error, Some(libc::EIO));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(mount.log_text().contains("runs past the listed length"), "{}", mount.log_text());
+
+    // No length known: the cache's cap bounds it.
+    let b = mount.path("b.jpg");
+    let error = within(Duration::from_secs(30), "open b.jpg", move || errno_of(std::fs::read(b)));
+    assert_eq!(error, Some(libc::EIO));
+    assert!(mount.log_text().contains("runs past the whole cache"), "{}", mount.log_text());
+
+    // Slow enough to outlast the opener: it times out, and the transfer stops with it.
+    let c = mount.path("c.jpg");
+    let error = within(Duration::from_secs(30), "open c.jpg", move || errno_of(std::fs::read(c)));
+    assert_eq!(error, Some(libc::ETIMEDOUT));
+    assert!(
+        wait_until(Duration::from_secs(5), || proxy.open_bodies() == 0),
+        "the transfer went on after its opener left"
+    );
+    let tmp = mount.cache_dir.join("tmp");
+    assert!(
+        wait_until(Duration::from_secs(5), || bytes_under(&tmp) == 0),
+        "tmp/ holds {}",
+        bytes_under(&tmp)
+    );
+    let peak = watch.peak();
+    assert!(peak <= cap + (1 << 20), "tmp/ grew to {peak} bytes under a {cap}-byte cap");
+    mount.unmount();
+    assert_eq!(bytes_under(&tmp), 0);
+}
+
+#[test]
+fn a_transfer_in_flight_at_unmount_leaves_no_part_file() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    // Every rendition above 1 KiB goes in the background; the original drips for ages.
+    proxy.add(
+        "d.jpg/jcr:content/renditions/original",
+        Fault::Drip { chunk: 256, every: Duration::from_millis(100) },
+    );
+    let mut mount = Mounted::start(&proxy.url(), &["--async-threshold", "1K"]);
+    let d = mount.path("d.jpg");
+    let file = within(Duration::from_secs(30), "open d.jpg", move || std::fs::File::open(d)).unwrap();
+    let tmp = mount.cache_dir.join("tmp");
+    assert!(wait_until(Duration::from_secs(10), || bytes_under(&tmp) > 0), "no transfer in tmp/");
+    drop(file);
+    mount.unmount();
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left under tmp/ after unmount: {left:?}");
+}
