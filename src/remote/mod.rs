@@ -17,6 +17,7 @@ mod siren;
 mod sling;
 pub mod tags;
 mod url;
+pub mod wire;
 
 pub use url::encode_segment;
 
