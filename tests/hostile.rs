@@ -186,3 +186,64 @@ fn a_transfer_in_flight_at_unmount_leaves_no_part_file() {
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "left under tmp/ after unmount: {left:?}");
 }
+
+#[test]
+fn sigterm_answers_readers_waiting_on_the_remote_at_once() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    proxy.add("a.jpg/jcr:content/renditions/original", Fault::StallHeaders);
+    let mut mount = Mounted::start(&proxy.url(), &["--fetch-timeout", "20s"]);
+    let a = mount.path("a.jpg");
+    let reader = std::thread::spawn(move || {
+        let result = std::fs::read(a);
+        (Instant::now(), errno_of(result))
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy.open_bodies() > 0),
+        "the read never reached the stalled remote"
+    );
+    let signalled = Instant::now();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(mount.pid().unwrap() as i32, libc::SIGTERM) }, 0);
+    let (answered, errno) =
+        within(Duration::from_secs(15), "the blocked reader", move || reader.join().unwrap());
+    let waited = answered.duration_since(signalled);
+    assert!(errno.is_some(), "the read of a stalled asset succeeded");
+    assert!(waited < Duration::from_secs(3), "the reader waited {waited:?} after SIGTERM");
+    mount.reap(Duration::from_secs(15));
+}
+
+#[test]
+fn a_mount_left_by_a_killed_daemon_is_replaced() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let mut first = Mounted::start(&server.url(), &[]);
+    let a = first.path("a.jpg");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(dam.join("a.jpg")).unwrap());
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(first.pid().unwrap() as i32, libc::SIGKILL) }, 0);
+    let stale = wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(&first.mountpoint).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+    });
+    assert!(stale, "the killed daemon's mount: {:?}", std::fs::read_dir(&first.mountpoint).map(|_| ()));
+    let out = std::process::Command::new(common::mount::damfs_bin())
+        .arg("mount")
+        .arg(server.url())
+        .arg(&first.mountpoint)
+        .arg("--cache-dir")
+        .arg(&first.cache_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "damfs mount on a stale mount: {}", String::from_utf8_lossy(&out.stderr));
+    let b = first.path("b.jpg");
+    let bytes = within(Duration::from_secs(30), "read through the new mount", move || std::fs::read(b));
+    assert_eq!(bytes.unwrap(), std::fs::read(dam.join("b.jpg")).unwrap());
+    let out = std::process::Command::new(common::mount::damfs_bin())
+        .arg("umount")
+        .arg(&first.mountpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    first.crash();
+}

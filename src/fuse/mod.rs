@@ -14,12 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 mod convert;
 mod io_mode;
@@ -42,6 +43,9 @@ pub struct DamFs<R: Remote> {
     /// How each open inode is read by the kernel. Guards the table only.
     io: Arc<Mutex<IoModes>>,
     notifier: Arc<OnceLock<Notifier>>,
+    /// Cancelled when damfs is stopping: requests still waiting on the remote are answered
+    /// at once (EIO) instead of at their own deadline.
+    stopping: CancellationToken,
 }
 
 impl<R: Remote> std::fmt::Debug for DamFs<R> {
@@ -52,12 +56,14 @@ impl<R: Remote> std::fmt::Debug for DamFs<R> {
 
 impl<R: Remote> DamFs<R> {
     /// The adapter for `vfs`, running remote work on `runtime`. Files show as owned by
-    /// `uid`/`gid`. The notifier slot is filled once the session exists.
+    /// `uid`/`gid`. The notifier slot is filled once the session exists. Cancelling
+    /// `stopping` answers every request still waiting on the remote.
     pub fn new(
         vfs: Arc<Vfs<R>>,
         runtime: tokio::runtime::Handle,
         uid: u32,
         gid: u32,
+        stopping: CancellationToken,
     ) -> (Self, Arc<OnceLock<Notifier>>) {
         let notifier = Arc::new(OnceLock::new());
         let fs = DamFs {
@@ -68,6 +74,7 @@ impl<R: Remote> DamFs<R> {
             passthrough: AtomicBool::new(false),
             io: Arc::new(Mutex::new(IoModes::default())),
             notifier: Arc::clone(&notifier),
+            stopping,
         };
         (fs, notifier)
     }
@@ -92,9 +99,13 @@ impl<R: Remote> DamFs<R> {
             // The task polls again at once with a real waker, so nothing signalled to the
             // no-op waker in between is lost.
             Poll::Pending => {
+                let stopping = self.stopping.clone();
                 self.runtime.spawn(async move {
-                    let value = fut.await;
-                    done(value, &vfs)
+                    tokio::select! {
+                        value = fut => done(value, &vfs),
+                        // Dropping `done` drops its reply unsent, which fuser answers EIO.
+                        () = stopping.cancelled() => {}
+                    }
                 });
             }
         }
@@ -502,5 +513,21 @@ impl<R: Remote> Filesystem for DamFs<R> {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EROFS);
+    }
+
+    /// No ioctl is supported. `ls` and `file` probe terminals with TCGETS: the answer is the
+    /// ENOTTY a regular file gives, without the log line fuser writes for each one.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 }

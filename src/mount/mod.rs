@@ -24,6 +24,7 @@ use crate::fuse::DamFs;
 use crate::remote::aem::AemClient;
 use crate::remote::{Remote, RemoteErrorKind};
 use crate::vfs::{Vfs, VfsConfig};
+use tokio_util::sync::CancellationToken;
 
 /// Environment variable naming the descriptor on which a background daemon reports
 /// readiness to the `damfs mount` that started it.
@@ -62,12 +63,24 @@ fn preflight(config: &MountConfig) -> anyhow::Result<()> {
         bail!("/dev/fuse does not exist: load the fuse module (modprobe fuse)");
     }
     let mp = &config.mountpoint;
+    if let Some(m) = mountinfo::find(mp) {
+        // Opening the directory reaches the daemon (a stat may be answered by the kernel's
+        // attribute cache).
+        let stale = m.fstype == "fuse.damfs"
+            && std::fs::read_dir(mp).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        if !stale {
+            bail!("{} is already mounted ({} from {})", mp.display(), m.fstype, m.source);
+        }
+        // A damfs that was killed leaves its mount behind, answering ENOTCONN; the cache
+        // has its own lock, so detaching the dead mount is safe.
+        log::warn!("{}: a damfs mount left by a daemon that died; detaching it", mp.display());
+        detach(mp).with_context(|| {
+            format!("{} is a stale damfs mount and cannot be detached: run damfs umount {0}", mp.display())
+        })?;
+    }
     let meta = std::fs::metadata(mp).with_context(|| format!("mount point {}", mp.display()))?;
     if !meta.is_dir() {
         bail!("mount point {}: not a directory", mp.display());
-    }
-    if let Some(m) = mountinfo::find(mp) {
-        bail!("{} is already mounted ({} from {})", mp.display(), m.fstype, m.source);
     }
     if std::fs::read_dir(mp).with_context(|| format!("mount point {}", mp.display()))?.next().is_some() {
         bail!("mount point {}: not empty", mp.display());
@@ -155,7 +168,7 @@ fn report(ready: &mut Option<OwnedFd>, text: &str) {
 /// The daemon: sets everything up, mounts, reports, serves until unmounted.
 fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result<()> {
     let setup = setup(&config);
-    let (runtime, session, vfs) = match setup {
+    let (runtime, session, vfs, stopping) = match setup {
         Ok(parts) => parts,
         Err(e) => {
             let text =
@@ -179,6 +192,8 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
             _ = int.recv() => {}
         }
         log::info!("signal received: unmounting {}", mountpoint.display());
+        // Readers waiting on the remote get their answer now, not at their deadline.
+        stopping.cancel();
         if let Err(e) = detach(&mountpoint) {
             log::error!("cannot unmount {}: {e:#}", mountpoint.display());
         }
@@ -204,7 +219,8 @@ fn run_daemon(config: MountConfig, mut ready: Option<OwnedFd>) -> anyhow::Result
     outcome.context("the FUSE session ended with an error")
 }
 
-type Parts = (tokio::runtime::Runtime, fuser::Session<DamFs<AemClient>>, Arc<Vfs<AemClient>>);
+type Parts =
+    (tokio::runtime::Runtime, fuser::Session<DamFs<AemClient>>, Arc<Vfs<AemClient>>, CancellationToken);
 
 fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -248,7 +264,8 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
     );
     // SAFETY: geteuid/getegid have no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime.handle().clone(), uid, gid);
+    let stopping = CancellationToken::new();
+    let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime.handle().clone(), uid, gid, stopping.clone());
     let mut options = fuser::Config::default();
     options.mount_options = vec![
         fuser::MountOption::FSName(config.remote_url.clone()),
@@ -274,7 +291,7 @@ fn setup(config: &MountConfig) -> anyhow::Result<Parts> {
             .with_context(|| format!("cannot mount on {}", config.mountpoint.display()))?
     };
     let _ = notifier.set(session.notifier());
-    Ok((runtime, session, vfs))
+    Ok((runtime, session, vfs, stopping))
 }
 
 /// Mounts /dev/fuse on the mount point read-only as type `fuse.damfs` and returns the

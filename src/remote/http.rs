@@ -43,6 +43,14 @@ const REDIRECTS: [StatusCode; 5] = [
 /// Keepalive probes on idle pooled connections, so a dead peer is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// Idle connections kept per host after a burst: enough for the rendition, listing-page and
+/// tag requests that run in parallel for one open, few enough not to hold a DAM's sockets.
+const MAX_IDLE_PER_HOST: usize = 16;
+
+/// How long an idle pooled connection is kept (AEM's dispatcher and load balancers close
+/// idle connections after about a minute; reusing one they closed costs a failed request).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A JSON answer, or the status of a non-success answer for the caller to decide on.
 pub(crate) enum Answer {
     /// A 2xx answer whose body parsed as JSON.
@@ -69,6 +77,8 @@ impl Http {
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
             .tcp_keepalive(TCP_KEEPALIVE)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .pool_idle_timeout(IDLE_TIMEOUT)
             // Redirects are followed by `get`, which decides where credentials go.
             .redirect(redirect::Policy::none())
             .referer(false);
