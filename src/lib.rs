@@ -26,6 +26,7 @@ pub mod flight;
 pub mod fuse;
 pub mod materialize;
 pub mod mount;
+pub mod names;
 pub mod prefetch;
 pub mod remote;
 pub mod sample;

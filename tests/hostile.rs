@@ -247,3 +247,98 @@ fn a_mount_left_by_a_killed_daemon_is_replaced() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     first.crash();
 }
+
+fn names_under(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_name_the_kernel_sees_is_a_valid_file_name() {
+    let (_tmp, dam) = common::dam_dir();
+    // 252 bytes: a valid name, but `<name>.json` and `<stem> (2).jpg` would not be.
+    let long = format!("{}.jpg", "x".repeat(248));
+    for folder in ["f1", "f2"] {
+        std::fs::create_dir(dam.join(folder)).unwrap();
+        common::write_jpeg(&dam.join(folder).join(&long), 120, 90);
+    }
+    common::write_jpeg(&dam.join("a.jpg"), 120, 90);
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    let too_long = "r".repeat(300);
+    proxy.add(
+        "a.jpg/jcr:content/renditions.2.json",
+        Fault::Json(format!(
+            r#"{{"original":{{"jcr:primaryType":"nt:file"}},"a/b":{{}},"..":{{}},"{too_long}":{{}},"cq5dam.thumbnail.48.48.png":{{}}}}"#
+        )),
+    );
+    proxy.add(
+        &format!("{long}/jcr:content/metadata.json"),
+        Fault::Json(
+            r#"{"jcr:primaryType":"nt:unstructured","dc:format":"image/jpeg","cq:tags":["t:x"]}"#.into(),
+        ),
+    );
+    let mount = Mounted::start(&proxy.url(), &[]);
+
+    let renditions = mount.path(".renditions/a.jpg");
+    let listed = within(Duration::from_secs(30), "ls .renditions/a.jpg", move || names_under(&renditions));
+    assert_eq!(listed, ["cq5dam.thumbnail.48.48.png", "original"]);
+    let a = mount.path("a.jpg");
+    let bytes = within(Duration::from_secs(30), "read a.jpg", move || std::fs::read(a).unwrap());
+    assert_eq!(bytes, std::fs::read(dam.join("a.jpg")).unwrap());
+
+    for folder in ["f1", "f2"] {
+        let path = mount.path(&format!("{folder}/{long}"));
+        let bytes =
+            within(Duration::from_secs(30), "read the long name", move || std::fs::read(path).unwrap());
+        assert_eq!(bytes, std::fs::read(dam.join(folder).join(&long)).unwrap());
+        // Its metadata document would be 257 bytes long: it is left out, not broken.
+        let metadata = mount.path(&format!("{folder}/.metadata"));
+        assert!(names_under(&metadata).is_empty(), "{:?}", names_under(&metadata));
+    }
+    let links = names_under(&mount.path(".tags/t/x"));
+    assert_eq!(links.len(), 2, "{links:?}");
+    for name in &links {
+        assert!(name.len() <= 255, "{} bytes: {name}", name.len());
+    }
+    assert!(links.iter().any(|n| n.ends_with(" (2).jpg")), "{links:?}");
+    for name in &links {
+        let target = std::fs::read(mount.path(&format!(".tags/t/x/{name}"))).unwrap();
+        assert!(!target.is_empty());
+    }
+}
+
+#[test]
+fn sizes_past_what_a_file_can_hold_read_as_unknown() {
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    proxy.add(
+        "querybuilder.json",
+        Fault::Json(
+            r#"{"success":true,"results":1,"total":1,"more":false,"offset":0,"hits":[{"jcr:path":"/content/dam/a.jpg","jcr:content":{"jcr:lastModified":"Fri Oct 25 2024 18:11:57 GMT+0000","metadata":{"dam:size":100000000000000000000,"dc:format":"image/jpeg"}}}]}"#
+                .into(),
+        ),
+    );
+    proxy.add(
+        "a.jpg/jcr:content/renditions.2.json",
+        Fault::Json(
+            r#"{"original":{"jcr:content":{":jcr:data":100000000000000000000}},"cq5dam.thumbnail.48.48.png":{"jcr:content":{":jcr:data":18446744073709551615}}}"#
+                .into(),
+        ),
+    );
+    let mount = Mounted::start(&proxy.url(), &["--cache-size", "5M"]);
+    let a = mount.path("a.jpg");
+    let (meta, bytes) = within(Duration::from_secs(30), "stat and read a.jpg", move || {
+        (std::fs::metadata(&a).map(|m| m.len()), std::fs::read(&a))
+    });
+    assert!(meta.is_ok(), "stat: {meta:?}");
+    let want = std::fs::read(dam.join("a.jpg")).unwrap();
+    assert_eq!(bytes.unwrap(), want);
+    let size = std::fs::metadata(mount.path("a.jpg")).unwrap().len();
+    assert_eq!(size, want.len() as u64, "once read, the size is the real one");
+}

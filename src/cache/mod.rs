@@ -48,7 +48,7 @@ pub const BLOCK: u64 = 4096;
 
 /// Bytes a content file of `size` occupies on disk, as charged against the cap.
 pub fn charged(size: u64) -> u64 {
-    size.div_ceil(BLOCK).max(1) * BLOCK
+    size.div_ceil(BLOCK).max(1).saturating_mul(BLOCK)
 }
 
 /// A complete rendition file in the cache.
@@ -97,10 +97,10 @@ impl State {
     fn add(&mut self, asset: &str, bytes: u64, at: i64) {
         let usage = self.usage.entry(asset.to_string()).or_insert(Usage { bytes: 0, last_access: at });
         self.lru.remove(&(usage.last_access, asset.to_string()));
-        usage.bytes += bytes;
+        usage.bytes = usage.bytes.saturating_add(bytes);
         usage.last_access = at;
         self.lru.insert((at, asset.to_string()));
-        self.total += bytes;
+        self.total = self.total.saturating_add(bytes);
     }
 
     fn remove(&mut self, asset: &str) -> u64 {
@@ -109,7 +109,7 @@ impl State {
         match self.usage.remove(asset) {
             Some(usage) => {
                 self.lru.remove(&(usage.last_access, asset.to_string()));
-                self.total -= usage.bytes;
+                self.total = self.total.saturating_sub(usage.bytes);
                 usage.bytes
             }
             None => 0,
@@ -199,7 +199,7 @@ impl Cache {
         let reader = index::connect(&db)?;
         let mut state = State::default();
         for row in index::usage(&reader)? {
-            state.total += row.bytes;
+            state.total = state.total.saturating_add(row.bytes);
             state.lru.insert((row.last_access, row.path.clone()));
             state.usage.insert(row.path, Usage { bytes: row.bytes, last_access: row.last_access });
         }
@@ -446,7 +446,7 @@ impl Cache {
                 if state.pins.contains_key(asset) {
                     continue;
                 }
-                total -= state.usage.get(asset).map(|u| u.bytes).unwrap_or(0);
+                total = total.saturating_sub(state.usage.get(asset).map(|u| u.bytes).unwrap_or(0));
                 victims.push(asset.clone());
             }
             for asset in &victims {

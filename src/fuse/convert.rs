@@ -15,10 +15,12 @@ pub(super) fn fuse_attr(attr: &Attr, uid: u32, gid: u32) -> FileAttr {
         Kind::File => (FileType::RegularFile, 1),
         Kind::Symlink => (FileType::Symlink, 1),
     };
+    // The kernel's file sizes are signed.
+    let size = attr.size.min(i64::MAX as u64);
     FileAttr {
         ino: INodeNo(attr.ino),
-        size: attr.size,
-        blocks: attr.size.div_ceil(512),
+        size,
+        blocks: size.div_ceil(512),
         atime: attr.mtime,
         mtime: attr.mtime,
         ctime: attr.mtime,

@@ -45,6 +45,20 @@ pub struct Manifest {
     pub renditions: Vec<RenditionEntry>,
 }
 
+impl Manifest {
+    /// What makes a manifest unusable, if anything: no `original`, or a rendition name the
+    /// kernel cannot be shown. (Fetched manifests never are; a stored one from an older
+    /// damfs may be.)
+    pub fn defect(&self) -> Option<String> {
+        if !self.renditions.iter().any(|r| r.name == "original") {
+            return Some("it lists no original".into());
+        }
+        self.renditions.iter().find_map(|r| {
+            crate::names::invalid_name(&r.name).map(|why| format!("rendition {:?}: {why}", r.name))
+        })
+    }
+}
+
 /// Most tag look-ups in flight for one asset.
 const TAG_CONCURRENCY: usize = 8;
 
@@ -80,6 +94,13 @@ pub async fn fetch<R: Remote>(
     let metadata = metadata?;
     let mut renditions: Vec<RenditionEntry> = renditions?
         .into_iter()
+        .filter(|r| match crate::names::invalid_name(&r.name) {
+            Some(why) => {
+                log::warn!("{asset}: rendition {:?} left out: {why}", r.name);
+                false
+            }
+            None => true,
+        })
         .map(|r| RenditionEntry { name: r.name, size: r.size, mime: r.mime })
         .collect();
     if !renditions.iter().any(|r| r.name == "original") {

@@ -164,8 +164,9 @@ impl<R: Remote> Materializer<R> {
         }
         let json = self.cache.manifest(asset)?;
         match serde_json::from_str::<Manifest>(&json) {
-            Ok(m) if !m.renditions.iter().any(|r| r.name == "original") => {
-                log::warn!("cache: the manifest of {asset} lists no original; it will be fetched again");
+            Ok(m) if m.defect().is_some() => {
+                let why = m.defect().unwrap_or_default();
+                log::warn!("cache: the manifest of {asset} is unusable ({why}); it will be fetched again");
                 None
             }
             Ok(m) => {

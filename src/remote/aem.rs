@@ -459,9 +459,11 @@ impl Remote for AemClient {
         let content_range =
             response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (offset, total_size) = match status {
-            StatusCode::OK => (0, response.content_length()),
+            StatusCode::OK => (0, response.content_length().filter(|n| *n <= super::siren::MAX_COUNT)),
             StatusCode::PARTIAL_CONTENT => match content_range.as_deref().and_then(parse_content_range) {
-                Some(ContentRange { span: Some((first, _)), size }) => (first, size),
+                Some(ContentRange { span: Some((first, _)), size }) if first <= super::siren::MAX_COUNT => {
+                    (first, size.filter(|n| *n <= super::siren::MAX_COUNT))
+                }
                 _ => return Err(format_error(&path, "HTTP 206 without a usable Content-Range")),
             },
             StatusCode::RANGE_NOT_SATISFIABLE => {

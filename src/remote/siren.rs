@@ -46,15 +46,21 @@ fn classes(value: &Value) -> Vec<String> {
     }
 }
 
-/// A non-negative integer sent as a number or a numeric string.
+/// The largest count (a size, a total) believed: a file length must fit the kernel's signed
+/// 64-bit `off_t`, so anything larger is a lie and reads as unknown.
+pub const MAX_COUNT: u64 = i64::MAX as u64;
+
+/// A non-negative integer sent as a number or a numeric string, at most [`MAX_COUNT`].
 pub(crate) fn as_count(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => {
-            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
-        }
+    let count = match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            // Past 2^63 a float cannot be exact anyway: such values are refused below.
+            n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.2e18).map(|f| f as u64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    };
+    count.filter(|c| *c <= MAX_COUNT)
 }
 
 /// The href of the first link whose `rel` includes `self`.
@@ -218,6 +224,10 @@ mod tests {
         assert_eq!(as_count(&json!(12.0)), Some(12));
         assert_eq!(as_count(&json!(-1)), None);
         assert_eq!(as_count(&json!(1.5)), None);
+        assert_eq!(as_count(&json!(1e20)), None);
+        assert_eq!(as_count(&json!(u64::MAX)), None);
+        assert_eq!(as_count(&json!("100000000000000000000")), None);
+        assert_eq!(as_count(&json!(i64::MAX)), Some(i64::MAX as u64));
         assert_eq!(as_count(&json!("x")), None);
         assert_eq!(as_count(&json!(null)), None);
     }

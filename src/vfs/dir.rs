@@ -102,22 +102,7 @@ pub fn guess_format(name: &str) -> &'static str {
     }
 }
 
-/// Why a remote name cannot appear in the mount, if it cannot.
-pub fn invalid_name(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("it is empty")
-    } else if name == "." || name == ".." {
-        Some("it is . or ..")
-    } else if name.contains('/') {
-        Some("it contains /")
-    } else if name.contains('\0') {
-        Some("it contains NUL")
-    } else if name.len() > 255 {
-        Some("it is longer than 255 bytes")
-    } else {
-        None
-    }
-}
+pub use crate::names::invalid_name;
 
 /// A child of a folder, with what `ls -l` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,15 +351,5 @@ mod tests {
         assert!(list.allows(Some("application/pdf"), "x"));
         assert!(!list.allows(Some("image/jpeg"), "x"));
         assert!(Formats::parse("jpeg").is_err());
-    }
-
-    #[test]
-    fn names() {
-        assert!(invalid_name("Café au lait.jpg").is_none());
-        assert!(invalid_name("..").is_some());
-        assert!(invalid_name("a/b").is_some());
-        assert!(invalid_name("a\0b").is_some());
-        assert!(invalid_name(&"x".repeat(256)).is_some());
-        assert!(invalid_name(&"é".repeat(127)).is_none());
     }
 }

@@ -24,7 +24,8 @@ impl<R: Remote> Vfs<R> {
             Node::Asset(path) => {
                 let hint = self.asset_child(path).and_then(|c| c.size);
                 let opened = self.materializer.open(path, "original", deadline).await?;
-                let stale = matches!((hint, opened.size), (Some(h), Some(s)) if h != s);
+                // An unknown size was shown as 0: that is stale too.
+                let stale = opened.size.is_some_and(|s| hint.unwrap_or(0) != s);
                 if stale {
                     log::info!(
                         "/{path}: dam:size said {} bytes, the original has {}",

@@ -422,7 +422,10 @@ impl<R: Remote> Vfs<R> {
                 .map(|name| (name.to_string(), Node::RenditionsOf(Self::join(folder, name))))
                 .collect(),
             Node::MetadataDir(folder) => assets_of(&*self.dirs.get(folder, deadline).await?)
-                .map(|name| (format!("{name}.json"), Node::MetadataFile(Self::join(folder, name))))
+                .filter_map(|name| {
+                    let file = crate::names::with_suffix(name, ".json")?;
+                    Some((file, Node::MetadataFile(Self::join(folder, name))))
+                })
                 .collect(),
             Node::RenditionsOf(asset) => {
                 let manifest = self.materializer.manifest(asset, deadline).await?;

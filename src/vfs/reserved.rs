@@ -52,7 +52,7 @@ pub fn tag_dir(id: &str) -> String {
         } else {
             format!("default/{id}")
         };
-    path.split('/').filter(|s| crate::vfs::dir::invalid_name(s).is_none()).collect::<Vec<_>>().join("/")
+    path.split('/').filter(|s| crate::names::invalid_name(s).is_none()).collect::<Vec<_>>().join("/")
 }
 
 /// One directory of the local taxonomy.
@@ -100,22 +100,25 @@ impl Taxonomy {
 }
 
 /// Names links after the assets' names; a name taken twice gets ` (2)`, ` (3)`… in the
-/// order of the assets' paths, so names are stable.
+/// order of the assets' paths, so names are stable. A numbered name never takes a name an
+/// earlier link has, and every name fits NAME_MAX.
 pub fn link_names(assets: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
-    let mut used: HashMap<String, usize> = HashMap::new();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut next: HashMap<String, usize> = HashMap::new();
     let mut links = Vec::new();
     for asset in assets {
         let base = asset.rsplit('/').next().unwrap_or(&asset).to_string();
-        let n = used.entry(base.clone()).or_insert(0);
+        if crate::names::invalid_name(&base).is_some() {
+            continue;
+        }
+        let n = next.entry(base.clone()).or_insert(1);
+        let mut name = crate::names::numbered(&base, *n);
+        while taken.contains(&name) {
+            *n += 1;
+            name = crate::names::numbered(&base, *n);
+        }
         *n += 1;
-        let name = if *n == 1 {
-            base
-        } else {
-            match base.rsplit_once('.') {
-                Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
-                _ => format!("{base} ({n})"),
-            }
-        };
+        taken.insert(name.clone());
         links.push((name, asset));
     }
     links
@@ -153,6 +156,10 @@ mod tests {
         let links = &tax.dirs["we-retail/activity/hiking"].links;
         assert_eq!(links[0], ("hiking.jpg".to_string(), "we/en/hiking.jpg".to_string()));
         assert_eq!(links[1], ("hiking (2).jpg".to_string(), "we/fr/hiking.jpg".to_string()));
+        // An asset really called `a (2).jpg` keeps its name; the second `a.jpg` gets (3).
+        let links = link_names(["x/a.jpg", "x/a (2).jpg", "y/a.jpg"].map(String::from));
+        let names: Vec<&str> = links.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.jpg", "a (2).jpg", "a (3).jpg"]);
         assert_eq!(tag_dir("/content/cq:tags/ns/a/b"), "ns/a/b");
         assert_eq!(link_target(4, "we/en/hiking.jpg"), "../../../../we/en/hiking.jpg");
     }
