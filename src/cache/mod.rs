@@ -103,17 +103,21 @@ impl State {
         self.total = self.total.saturating_add(bytes);
     }
 
-    fn remove(&mut self, asset: &str) -> u64 {
+    /// Drops an asset's content from the view. Returns its bytes and the renditions the
+    /// view knew of: those committed by this process may not be in the index yet.
+    fn remove(&mut self, asset: &str) -> (u64, Vec<String>) {
         // Known empty, not unknown: the index may not have applied the drop yet.
-        self.renditions.insert(asset.to_string(), HashMap::new());
-        match self.usage.remove(asset) {
+        let known = self.renditions.insert(asset.to_string(), HashMap::new());
+        let names = known.map(|m| m.into_keys().collect()).unwrap_or_default();
+        let bytes = match self.usage.remove(asset) {
             Some(usage) => {
                 self.lru.remove(&(usage.last_access, asset.to_string()));
                 self.total = self.total.saturating_sub(usage.bytes);
                 usage.bytes
             }
             None => 0,
-        }
+        };
+        (bytes, names)
     }
 }
 
@@ -129,6 +133,9 @@ pub struct Cache {
     reader: Mutex<Connection>,
     writer: Mutex<Writer>,
     temp_seq: AtomicU64,
+    /// While [`Cache::reconcile`] runs: every content file committed meanwhile, added before
+    /// its rename, so that reconcile never takes a new file for an orphan.
+    committing: Mutex<Option<HashSet<PathBuf>>>,
     /// Bytes written by transfers in progress under `tmp/` (charged as they arrive), which
     /// count against the cap beside `State::total`.
     temp_bytes: AtomicU64,
@@ -213,6 +220,7 @@ impl Cache {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer::start(writer_conn)?),
             temp_seq: AtomicU64::new(0),
+            committing: Mutex::new(None),
             temp_bytes: AtomicU64::new(0),
             next_ino: AtomicU64::new(next_ino),
             _lock: lock,
@@ -318,6 +326,9 @@ impl Cache {
         let dest = self.content_path(asset, rendition);
         if let Some(parent) = dest.parent() {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+        }
+        if let Some(committed) = self.committing.lock().as_mut() {
+            committed.insert(dest.clone());
         }
         fs::rename(temp, &dest)?;
         if let Some(parent) = dest.parent() {
@@ -435,7 +446,7 @@ impl Cache {
         let Some(cap) = self.cap else { return true };
         // Transfers in progress take room too: they are about to become content.
         let need = need.saturating_add(self.temp_bytes());
-        let victims: Vec<String> = {
+        let victims: Vec<(Vec<String>, String)> = {
             let mut state = self.state.lock();
             let mut victims = Vec::new();
             let mut total = state.total;
@@ -449,39 +460,35 @@ impl Cache {
                 total = total.saturating_sub(state.usage.get(asset).map(|u| u.bytes).unwrap_or(0));
                 victims.push(asset.clone());
             }
-            for asset in &victims {
-                state.remove(asset);
-            }
-            victims
+            victims.into_iter().map(|asset| (state.remove(&asset).1, asset)).collect()
         };
-        for asset in &victims {
+        for (names, asset) in &victims {
             log::info!("cache: evicting {asset} (least recently used) to stay under {cap} bytes");
-            self.remove_files(asset);
+            self.remove_files(asset, names);
         }
         self.state.lock().total.saturating_add(need) <= cap
     }
 
     /// Drops the content of every asset not in use; returns (assets, bytes) dropped.
     pub fn drop_unused(&self) -> (u64, u64) {
-        let victims: Vec<(String, u64)> = {
+        let victims: Vec<(String, (u64, Vec<String>))> = {
             let mut state = self.state.lock();
             let unused: Vec<String> =
                 state.usage.keys().filter(|a| !state.pins.contains_key(*a)).cloned().collect();
             unused.into_iter().map(|a| (a.clone(), state.remove(&a))).collect()
         };
-        for (asset, _) in &victims {
-            self.remove_files(asset);
+        for (asset, (_, names)) in &victims {
+            self.remove_files(asset, names);
         }
-        (victims.len() as u64, victims.iter().map(|(_, b)| b).sum())
+        (victims.len() as u64, victims.iter().map(|(_, (b, _))| *b).fold(0, u64::saturating_add))
     }
 
-    fn remove_files(&self, asset: &str) {
-        let names: Vec<String> = self
-            .query("renditions", |c| index::renditions(c, asset))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(n, _, _)| n)
-            .collect();
+    /// Deletes an asset's content files: the renditions the in-memory view knew (`known`)
+    /// and those the index has, which differ while the index writer lags behind a commit.
+    fn remove_files(&self, asset: &str, known: &[String]) {
+        let mut names: HashSet<String> = known.iter().cloned().collect();
+        let indexed = self.query("renditions", |c| index::renditions(c, asset)).unwrap_or_default();
+        names.extend(indexed.into_iter().map(|(n, _, _)| n));
         for name in names {
             let _ = fs::remove_file(self.content_path(asset, &name));
         }
@@ -498,6 +505,19 @@ impl Cache {
     /// file is missing or of the wrong length are dropped, files no row names are removed.
     /// Meant to run in the background after mounting.
     pub fn reconcile(&self) -> (usize, usize) {
+        self.reconcile_with(|| {})
+    }
+
+    /// [`Cache::reconcile`], running `between` after the index and the files were read and
+    /// before anything is deleted (tests put a commit there).
+    fn reconcile_with(&self, between: impl FnOnce()) -> (usize, usize) {
+        *self.committing.lock() = Some(HashSet::new());
+        let result = self.reconcile_now(between);
+        *self.committing.lock() = None;
+        result
+    }
+
+    fn reconcile_now(&self, between: impl FnOnce()) -> (usize, usize) {
         self.flush();
         let rows = self.query("renditions", index::all_renditions).unwrap_or_default();
         let mut expected = HashSet::with_capacity(rows.len());
@@ -506,6 +526,10 @@ impl Cache {
             let path = self.content_path(&asset, &name);
             match fs::metadata(&path) {
                 Ok(meta) if meta.len() == size => {
+                    expected.insert(path);
+                }
+                // Committed again since the index was read: the row is what is stale.
+                _ if self.committing.lock().as_ref().is_some_and(|c| c.contains(&path)) => {
                     expected.insert(path);
                 }
                 _ => {
@@ -517,13 +541,23 @@ impl Cache {
                 }
             }
         }
-        let mut orphans = 0;
+        let mut candidates = Vec::new();
         for shard in fs::read_dir(self.dir.join("content")).into_iter().flatten().flatten() {
             for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                 if !expected.contains(&file.path()) {
-                    let _ = fs::remove_file(file.path());
-                    orphans += 1;
+                    candidates.push(file.path());
                 }
+            }
+        }
+        between();
+        // A file listed above got there by a rename that its commit announced first: one
+        // committed since the index was read is in `committing`, not an orphan.
+        let mut orphans = 0;
+        for path in candidates {
+            let committed = self.committing.lock().as_ref().is_some_and(|c| c.contains(&path));
+            if !committed {
+                let _ = fs::remove_file(&path);
+                orphans += 1;
             }
         }
         if dropped + orphans > 0 {

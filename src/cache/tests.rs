@@ -155,3 +155,48 @@ fn transfers_in_progress_count_against_the_cap_and_close_empties_tmp() {
     cache.close();
     assert!(!part.exists(), "close leaves no .part file");
 }
+
+#[test]
+fn reconcile_spares_a_file_committed_while_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "http://dam/content/dam", None).unwrap();
+    put(&cache, "old.jpg", "original", b"old");
+    // An orphan: a content file no row names.
+    let orphan = cache.content_path("gone.jpg", "original");
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, b"orphan").unwrap();
+    let mut fresh = None;
+    // The commit lands after reconcile read the index and listed the files.
+    let (dropped, orphans) =
+        cache.reconcile_with(|| fresh = Some(put(&cache, "new.jpg", "original", b"new")));
+    let fresh = fresh.unwrap();
+    assert_eq!((dropped, orphans), (0, 1));
+    assert!(!orphan.exists(), "the orphan is removed");
+    assert_eq!(fs::read(&fresh).unwrap(), b"new", "the file committed meanwhile stays");
+    assert_eq!(cache.rendition("new.jpg", "original").unwrap().size, 3);
+    // Once reconcile is over, commits are no longer recorded.
+    put(&cache, "later.jpg", "original", b"x");
+    assert!(cache.committing.lock().is_none());
+}
+
+#[test]
+fn eviction_removes_a_rendition_the_index_has_not_recorded_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "http://dam/content/dam", Some(2 * BLOCK)).unwrap();
+    put(&cache, "a.jpg", "original", b"a");
+    cache.flush();
+    // Hold the index's write lock: the writer cannot record what comes next.
+    let blocker = Connection::open(dir.join("index.sqlite")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let late = put(&cache, "a.jpg", "cq5dam.web.1280.1280.jpeg", b"web");
+    assert!(late.exists());
+    // Room for two blocks more: a.jpg (two blocks) must go, both of its files.
+    assert!(cache.make_room(2 * BLOCK));
+    assert!(!late.exists(), "a rendition committed but not yet indexed stayed on disk");
+    assert!(!cache.content_path("a.jpg", "original").exists());
+    assert_eq!(cache.usage(), (0, 0));
+    blocker.execute_batch("ROLLBACK").unwrap();
+    cache.flush();
+}
