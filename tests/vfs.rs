@@ -315,3 +315,44 @@ async fn an_asset_larger_than_the_whole_cache_is_served_without_caching() {
     assert_eq!(read_all(&vfs, huge).await.unwrap(), want);
     assert_eq!(remote.fetch_count("we/huge.jpg", "original"), 2);
 }
+
+#[tokio::test]
+async fn a_readdir_numbers_its_entries_in_a_few_index_queries() {
+    let remote = FakeRemote::new();
+    remote.add_folder("big");
+    for i in 0..1200 {
+        remote.add_asset(
+            &format!("big/{i:04}.jpg"),
+            FakeAsset::new(vec![i as u8; 10]).with_format("image/jpeg"),
+        );
+    }
+    let remote = Arc::new(remote);
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let config = VfsConfig {
+        root: String::new(),
+        remote_url: "http://dam".into(),
+        fetch_timeout: Duration::from_secs(5),
+        dir_ttl: Duration::from_secs(60),
+        formats: Formats::Images,
+    };
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let mut first_inos = Vec::new();
+    for mount in 0..2 {
+        let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
+        let vfs = Vfs::new(config.clone(), Arc::clone(&remote), Arc::clone(&cache), 1 << 20);
+        let big = vfs.lookup(ROOT_INO, "big", deadline()).await.unwrap().attr.ino;
+        let before = cache.queries();
+        let items = vfs.readdir(big, deadline()).await.unwrap();
+        assert_eq!(items.len(), 1200);
+        let queries = cache.queries() - before;
+        assert!(queries <= 10, "mount {mount}: a readdir of 1200 entries ran {queries} index queries");
+        let inos: Vec<u64> = items.iter().map(|i| i.entry.attr.ino).collect();
+        if mount == 0 {
+            first_inos = inos;
+        } else {
+            assert_eq!(inos, first_inos, "inode numbers are stable across mounts");
+        }
+        cache.close();
+    }
+}

@@ -127,6 +127,22 @@ pub fn inode(conn: &Connection, key: &str) -> rusqlite::Result<Option<u64>> {
         .map(|o| o.map(|n| n as u64))
 }
 
+/// Most keys asked in one `IN (…)` query (SQLite allows 32,766 parameters; a few hundred
+/// keep each statement small).
+pub const MAX_BATCH_KEYS: usize = 500;
+
+/// The inode numbers of those of `keys` that have one.
+pub fn inodes(conn: &Connection, keys: &[String]) -> rusqlite::Result<Vec<(String, u64)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; keys.len()].join(",");
+    let mut stmt = conn.prepare_cached(&format!("SELECT key, ino FROM inodes WHERE key IN ({marks})"))?;
+    let rows =
+        stmt.query_map(rusqlite::params_from_iter(keys), |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}
+
 /// An asset's manifest JSON.
 pub fn manifest(conn: &Connection, asset: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT manifest FROM assets WHERE path = ?1", [asset], |r| r.get(0)).optional()

@@ -17,7 +17,7 @@
 //! Its index row is written after the rename, so a crash leaves at worst an orphan file,
 //! which [`Cache::reconcile`] removes.
 //!
-//! Lock order: `state` before nothing else; the reader connection's lock is taken alone.
+//! Lock order: `state` before nothing else; a reader connection's lock is taken alone.
 
 pub mod admin;
 pub mod control;
@@ -37,6 +37,10 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use index::{IndexOp, Writer};
+
+/// Read connections to the index: one per FUSE worker thread and a spare, as lookups come
+/// from those threads and from the runtime's blocking pool.
+const READERS: usize = 4;
 
 /// The layout version marker written to `VERSION`.
 const LAYOUT: &str = "damfs-cache 1";
@@ -129,8 +133,11 @@ pub struct Cache {
     /// Most bytes of content kept (None: no bound).
     cap: Option<u64>,
     state: Mutex<State>,
-    /// Point lookups. Its own lock, taken alone; queries are primary-key lookups.
-    reader: Mutex<Connection>,
+    /// Connections for point lookups, each behind its own lock, taken alone; queries are
+    /// primary-key lookups. Several, so that concurrent lookups do not queue on one.
+    readers: Vec<Mutex<Connection>>,
+    /// Queries run through `readers` (for tests that count them).
+    queries: AtomicU64,
     writer: Mutex<Writer>,
     temp_seq: AtomicU64,
     /// While [`Cache::reconcile`] runs: every content file committed meanwhile, added before
@@ -204,6 +211,10 @@ impl Cache {
         index::prepare(&writer_conn, remote)?;
         index::set_meta(&writer_conn, "cap", &cap.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))?;
         let reader = index::connect(&db)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 1..READERS {
+            readers.push(Mutex::new(index::connect(&db)?));
+        }
         let mut state = State::default();
         for row in index::usage(&reader)? {
             state.total = state.total.saturating_add(row.bytes);
@@ -217,7 +228,11 @@ impl Cache {
             namer: ContentNamer { remote: remote.to_string(), dir: dir.to_path_buf() },
             cap,
             state: Mutex::new(state),
-            reader: Mutex::new(reader),
+            readers: {
+                readers.push(Mutex::new(reader));
+                readers
+            },
+            queries: AtomicU64::new(0),
             writer: Mutex::new(Writer::start(writer_conn)?),
             temp_seq: AtomicU64::new(0),
             committing: Mutex::new(None),
@@ -274,7 +289,13 @@ impl Cache {
     }
 
     fn query<T>(&self, what: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
-        match f(&self.reader.lock()) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        // The first free connection, or (all busy) the one this thread's turn falls on.
+        let conn = self.readers.iter().find_map(|r| r.try_lock()).unwrap_or_else(|| {
+            let turn = self.queries.load(Ordering::Relaxed) as usize % self.readers.len();
+            self.readers[turn].lock()
+        });
+        match f(&conn) {
             Ok(v) => Some(v),
             Err(e) => {
                 log::error!("cache index: cannot read {what}: {e}");
@@ -411,6 +432,20 @@ impl Cache {
     /// The inode number an earlier mount gave a node key.
     pub fn inode(&self, key: &str) -> Option<u64> {
         self.query("an inode number", |c| index::inode(c, key)).flatten()
+    }
+
+    /// The inode numbers earlier mounts gave any of `keys`, in one query per few hundred.
+    pub fn inodes(&self, keys: &[String]) -> HashMap<String, u64> {
+        let mut found = HashMap::new();
+        for batch in keys.chunks(index::MAX_BATCH_KEYS) {
+            found.extend(self.query("inode numbers", |c| index::inodes(c, batch)).unwrap_or_default());
+        }
+        found
+    }
+
+    /// Queries run against the index so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// A fresh inode number, above every persisted one.

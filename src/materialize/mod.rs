@@ -350,7 +350,8 @@ impl<R: Remote> Materializer<R> {
                         Arc::clone(&this.cache),
                         Arc::clone(&this.stats),
                         job.clone(),
-                    )?;
+                    )
+                    .await?;
                     work.await.map(|f| (job.rendition, f))
                 }
             })
@@ -375,7 +376,7 @@ impl<R: Remote> Materializer<R> {
         }
         content.renditions.lock().extend(states);
         for job in async_jobs {
-            self.start_background(asset, &content, job)?;
+            self.start_background(asset, &content, job).await?;
         }
         if !uncached {
             self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
@@ -384,7 +385,7 @@ impl<R: Remote> Materializer<R> {
     }
 
     /// Starts a transfer that continues after the opener has its answer.
-    fn start_background(
+    async fn start_background(
         self: &Arc<Self>,
         asset: &str,
         content: &Arc<AssetContent>,
@@ -392,7 +393,8 @@ impl<R: Remote> Materializer<R> {
     ) -> FsResult<()> {
         let name = job.rendition.clone();
         let (t, work) =
-            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)?;
+            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
+                .await?;
         if content.uncached {
             content.temps.lock().push(t.temp.clone());
         }
@@ -441,7 +443,7 @@ impl<R: Remote> Materializer<R> {
         // opening the file: read the state again then.
         for _ in 0..3 {
             match content.rendition(rendition).ok_or(FsError::NotFound)? {
-                RenditionState::Complete { path, size } => match File::open(&path) {
+                RenditionState::Complete { path, size } => match open_file(&path).await {
                     Ok(file) => return Ok(OpenRendition { file, size: Some(size), transfer: None }),
                     Err(e) => {
                         if e.kind() == std::io::ErrorKind::NotFound {
@@ -451,7 +453,7 @@ impl<R: Remote> Materializer<R> {
                         return Err(FsError::Io(e));
                     }
                 },
-                RenditionState::InFlight(t) => match File::open(&t.temp) {
+                RenditionState::InFlight(t) => match open_file(&t.temp).await {
                     Ok(file) => {
                         let size = t.progress().total;
                         return Ok(OpenRendition { file, size, transfer: Some(t) });
@@ -459,7 +461,7 @@ impl<R: Remote> Materializer<R> {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         let progress = t.wait_for(u64::MAX, deadline, rendition).await?;
                         if let transfer::Phase::Done(path) = progress.phase {
-                            let file = File::open(&path)?;
+                            let file = open_file(&path).await?;
                             return Ok(OpenRendition { file, size: Some(progress.written), transfer: None });
                         }
                     }
@@ -469,4 +471,10 @@ impl<R: Remote> Materializer<R> {
         }
         Err(FsError::Abandoned(format!("opening {asset} rendition {rendition} while its transfer ends")))
     }
+}
+
+/// Opens a file for reading on a blocking thread (opening waits on the disk).
+async fn open_file(path: &std::path::Path) -> std::io::Result<File> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || File::open(path)).await.map_err(std::io::Error::other)?
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -154,20 +154,35 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         self.release();
-        if !self.keep_file {
-            let _ = std::fs::remove_file(&self.path);
+        if self.keep_file {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        // Off the runtime's workers when there is a runtime (not while it shuts down: its
+        // blocking pool takes no new work then, and the file must go all the same).
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let unlink = runtime.spawn_blocking(move || std::fs::remove_file(path));
+                drop(unlink);
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
 
 /// Starts a transfer whose progress can be observed; the returned future does the work.
-pub fn start<R: Remote>(
+pub async fn start<R: Remote>(
     remote: Arc<R>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
     job: Job,
 ) -> FsResult<(Arc<Transfer>, impl std::future::Future<Output = FsResult<Fetched>> + Send + 'static)> {
-    let (file, temp) = cache.temp_file()?;
+    let store = Arc::clone(&cache);
+    let (file, temp) = tokio::task::spawn_blocking(move || store.temp_file())
+        .await
+        .map_err(|e| FsError::Internal(format!("creating a temporary file: {e}")))??;
     let (tx, _) = watch::channel(Progress { written: 0, total: None, phase: Phase::Running });
     let transfer = Arc::new(Transfer { temp: temp.clone(), progress: tx });
     let handle = Arc::clone(&transfer);
@@ -190,6 +205,35 @@ pub fn start<R: Remote>(
     Ok((transfer, work))
 }
 
+/// Bytes gathered before they are written out in one go, off the runtime's workers.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// The temporary file and the digests of what was written to it: moved to a blocking
+/// thread for each write, with the bytes gathered since the last one.
+struct Sink {
+    file: File,
+    sha256: Sha256,
+    sha1: Option<Sha1>,
+    pending: Vec<u8>,
+}
+
+impl Sink {
+    /// Writes and hashes the pending bytes on a blocking thread.
+    async fn write_out(mut self) -> FsResult<Sink> {
+        tokio::task::spawn_blocking(move || {
+            self.file.write_all(&self.pending)?;
+            self.sha256.update(&self.pending);
+            if let Some(h) = self.sha1.as_mut() {
+                h.update(&self.pending);
+            }
+            self.pending.clear();
+            Ok(self)
+        })
+        .await
+        .map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))?
+    }
+}
+
 /// The error for a transfer the remote botched.
 fn broken(what: String, cause: String) -> FsError {
     FsError::Remote(crate::remote::RemoteError::new(crate::remote::RemoteErrorKind::Other, what, cause))
@@ -200,7 +244,7 @@ async fn run<R: Remote>(
     cache: &Arc<Cache>,
     stats: &Stats,
     job: &Job,
-    mut file: File,
+    file: File,
     transfer: &Transfer,
     guard: &mut TempFile,
 ) -> FsResult<Fetched> {
@@ -219,35 +263,66 @@ async fn run<R: Remote>(
     let overall =
         known.map(|n| started + job.idle_timeout + Duration::from_secs(n / FLOOR_RATE).max(job.idle_timeout));
     let mut body = download.body;
-    let mut sha256 = Sha256::new();
-    let mut sha1 = job.sha1.as_ref().map(|_| Sha1::new());
+    let mut sink = Sink {
+        file,
+        sha256: Sha256::new(),
+        sha1: job.sha1.as_ref().map(|_| Sha1::new()),
+        pending: Vec::with_capacity(WRITE_BATCH),
+    };
+    let mut received = 0u64;
     let mut written = 0u64;
     loop {
-        let idle = Instant::now() + job.idle_timeout;
-        let wait_until = overall.map_or(idle, |o| o.min(idle));
-        let chunk = match tokio::time::timeout_at(wait_until, body.next()).await {
-            Ok(Some(chunk)) => chunk?,
-            Ok(None) => break,
-            Err(_) if overall.is_some_and(|o| o <= idle) => {
-                let secs = started.elapsed().as_secs();
-                return Err(FsError::Timeout(format!("{} (only {written} bytes in {secs} s)", what())));
+        // Take what has arrived without waiting; write it out before waiting for more, so
+        // that readers see bytes as soon as the network pauses.
+        let next = match body.next().now_or_never() {
+            // Arrived, or the end.
+            Some(next) => next,
+            None if !sink.pending.is_empty() => {
+                sink = sink.write_out().await?;
+                written = received;
+                transfer.progress.send_modify(|p| p.written = written);
+                continue;
             }
-            Err(_) => return Err(FsError::Timeout(format!("{} (stalled after {written} bytes)", what()))),
+            None => {
+                let idle = Instant::now() + job.idle_timeout;
+                let wait_until = overall.map_or(idle, |o| o.min(idle));
+                match tokio::time::timeout_at(wait_until, body.next()).await {
+                    Ok(next) => next,
+                    Err(_) if overall.is_some_and(|o| o <= idle) => {
+                        let secs = started.elapsed().as_secs();
+                        return Err(FsError::Timeout(format!(
+                            "{} (only {received} bytes in {secs} s)",
+                            what()
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(FsError::Timeout(format!("{} (stalled after {received} bytes)", what())));
+                    }
+                }
+            }
         };
+        let Some(chunk) = next else { break };
+        let chunk = chunk?;
         let len = chunk.len() as u64;
-        if written.saturating_add(len) > limit {
+        if received.saturating_add(len) > limit {
             return Err(broken(what(), format!("body runs past {why} ({limit} bytes); stopped")));
         }
         guard.charge(len);
-        file.write_all(&chunk)?;
-        sha256.update(&chunk);
-        if let Some(h) = sha1.as_mut() {
-            h.update(&chunk);
+        received += len;
+        Stats::add(&stats.bytes_fetched, len);
+        sink.pending.extend_from_slice(&chunk);
+        if sink.pending.len() >= WRITE_BATCH {
+            sink = sink.write_out().await?;
+            written = received;
+            transfer.progress.send_modify(|p| p.written = written);
         }
-        written += chunk.len() as u64;
-        Stats::add(&stats.bytes_fetched, chunk.len() as u64);
+    }
+    if !sink.pending.is_empty() {
+        sink = sink.write_out().await?;
+        written = received;
         transfer.progress.send_modify(|p| p.written = written);
     }
+    let Sink { file, sha256, sha1, .. } = sink;
     if let Some(total) = total
         && total != written
     {

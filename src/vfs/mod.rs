@@ -220,6 +220,32 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
+    /// Numbers those of `nodes` this mount has not numbered yet: with the numbers earlier
+    /// mounts gave them, read in a few queries (a readdir would otherwise ask once per
+    /// entry), or with fresh ones.
+    fn load_inodes<'a>(&self, nodes: impl Iterator<Item = &'a Node>) {
+        let missing: Vec<(String, &Node)> =
+            nodes.filter(|n| self.inodes.find(n).is_none()).map(|n| (n.key(), n)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = missing.iter().map(|(k, _)| k.clone()).collect();
+        let known = self.cache.inodes(&keys);
+        for (key, node) in &missing {
+            match known.get(key) {
+                Some(&ino) => {
+                    self.inodes.insert(node, ino);
+                }
+                None => {
+                    let fresh = self.cache.new_inode();
+                    if self.inodes.insert(node, fresh) == fresh {
+                        self.cache.put_inode(key, fresh);
+                    }
+                }
+            }
+        }
+    }
+
     fn join(folder: &str, name: &str) -> String {
         if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") }
     }
@@ -454,6 +480,7 @@ impl<R: Remote> Vfs<R> {
             }
             _ => return Err(FsError::NotDir),
         };
+        self.load_inodes(children.iter().map(|(_, child)| child));
         let mut items = Vec::with_capacity(children.len());
         for (name, child) in children {
             let ino = self.ino(&child);
