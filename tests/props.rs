@@ -178,8 +178,8 @@ fn sent_count() -> impl Strategy<Value = Option<(u64, bool)>> {
     prop::option::of((prop_oneof![9 => 0..=i64::MAX as u64, 1 => any::<u64>()], any::<bool>()))
 }
 
-/// True when a count read back is the one sent, or (for one past `i64::MAX`, which no
-/// file length can be) nothing.
+/// True when a count read back is the one sent, or, for a count past `i64::MAX` (which no
+/// file length can be), nothing.
 fn same_count(read: Option<u64>, sent: Option<(u64, bool)>) -> bool {
     match sent {
         Some((n, _)) if n > i64::MAX as u64 => read.is_none() || read == Some(n),
@@ -197,19 +197,20 @@ fn listing_entity() -> impl Strategy<Value = (Value, Option<(String, EntryKind)>
     let kind = prop_oneof![Just(Some(EntryKind::Folder)), Just(Some(EntryKind::Asset)), Just(None)];
     let classes = prop::collection::vec(other_class(), 0..3);
     (kind, remote_name(), other_class(), classes, any::<Index>(), 0..3u8, any::<bool>()).prop_map(
-        |(kind, name, other, mut classes, at, named_by, rel_as_string)| {
+        |(kind, name, other, mut classes, at, named_by, single)| {
             let main = match kind {
                 Some(EntryKind::Folder) => "assets/folder".to_string(),
                 Some(EntryKind::Asset) => "assets/asset".to_string(),
                 None => other,
             };
-            let class = if classes.is_empty() && rel_as_string {
+            // `single`: `class` and `rel` as single strings rather than lists, as tolerated.
+            let class = if classes.is_empty() && single {
                 Value::String(main)
             } else {
                 classes.insert(at.index(classes.len() + 1), main);
                 json!(classes)
             };
-            let rel = if rel_as_string { json!("self") } else { json!(["self"]) };
+            let rel = if single { json!("self") } else { json!(["self"]) };
             let mut entity = json!({"class": class, "rel": ["child"]});
             // 0: the name in properties; 1: only in the self link; 2: both, properties winning.
             if named_by != 1 {
