@@ -253,8 +253,15 @@ impl<R: Remote> Materializer<R> {
             .await
     }
 
-    /// Whether every complete rendition of `content` is still in the cache.
+    /// Whether `content` can still be served: no transfer of it failed (its task may not
+    /// have dropped it yet), and every complete rendition is still in the cache.
     fn still_cached(&self, asset: &str, content: &AssetContent) -> bool {
+        let failed = content.renditions.lock().values().any(|state| {
+            matches!(state, RenditionState::InFlight(t) if matches!(t.progress().phase, transfer::Phase::Failed(_)))
+        });
+        if failed {
+            return false;
+        }
         if content.uncached {
             return true;
         }

@@ -300,6 +300,10 @@ impl Remote for AemClient {
             if page.is_asset() {
                 return Err(format_error(&path, "an asset, not a folder"));
             }
+            if !page.is_folder() {
+                // Not a listing at all: an empty one would hide the folder's children.
+                return Err(format_error(&path, "not an AEM Assets folder (no assets/folder class)"));
+            }
             if page.entity_count == 0 {
                 break;
             }
