@@ -64,15 +64,22 @@ impl TryFrom<&ServeArgs> for ServeConfig {
 /// `$XDG_CACHE_HOME/damfs-serve/<name>-<hash of the path>` (or under `~/.cache`, or the
 /// temp dir): generated renditions never go inside the served folder.
 fn default_state_dir(dir: &Path) -> PathBuf {
-    use sha2::{Digest, Sha256};
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    user_cache_home().join("damfs-serve").join(tagged(&name, dir.as_os_str().as_encoded_bytes()))
+}
+
+/// `$XDG_CACHE_HOME`, else `~/.cache`, else the temp dir.
+fn user_cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
-    base.join("damfs-serve").join(format!("{name}-{tag}"))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// `<readable>-<12 hex digits of SHA-256(key)>`: a directory name that a person can read
+/// and that two keys cannot share.
+fn tagged(readable: &str, key: &[u8]) -> String {
+    format!("{readable}-{}", crate::digest::short_tag(key))
 }
 
 /// Everything a mount needs, validated.
@@ -203,19 +210,12 @@ fn credentials(args: &MountArgs) -> anyhow::Result<Credentials> {
 /// `/var/cache/damfs/<id>` for root, `$XDG_CACHE_HOME/damfs/<id>` (or `~/.cache/damfs/<id>`)
 /// otherwise, where `<id>` names the remote's host and folder.
 fn default_cache_dir(remote_id: &str) -> PathBuf {
-    use sha2::{Digest, Sha256};
     // SAFETY: geteuid has no preconditions.
     let base = if unsafe { libc::geteuid() } == 0 {
         PathBuf::from("/var/cache/damfs")
     } else {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("damfs")
+        user_cache_home().join("damfs")
     };
-    let digest = Sha256::digest(remote_id.as_bytes());
-    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     let readable: String = remote_id
         .split("://")
         .last()
@@ -224,5 +224,5 @@ fn default_cache_dir(remote_id: &str) -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .take(60)
         .collect();
-    base.join(format!("{}-{tag}", readable.trim_matches('_')))
+    base.join(tagged(readable.trim_matches('_'), remote_id.as_bytes()))
 }

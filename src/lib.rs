@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod digest;
 pub mod error;
 pub mod flight;
 pub mod fuse;

@@ -22,6 +22,17 @@ pub fn invalid_name(name: &str) -> Option<&'static str> {
     }
 }
 
+/// `folder/name`, or `name` in the root (the empty path). Paths here are the slash-joined
+/// names that every layer uses: DAM paths, served paths, taxonomy paths.
+pub fn join(folder: &str, name: &str) -> String {
+    if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") }
+}
+
+/// `(folder, name)` of a path: `("a/b", "c")` for `a/b/c`, `("", "c")` for `c`.
+pub fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
 /// `stem` cut at a character boundary so that `stem` followed by `suffix` fits NAME_MAX.
 fn fit(stem: &str, suffix: &str) -> String {
     let room = NAME_MAX.saturating_sub(suffix.len());
@@ -65,6 +76,14 @@ mod tests {
         assert!(invalid_name("a\0b").is_some());
         assert!(invalid_name(&"x".repeat(256)).is_some());
         assert!(invalid_name(&"é".repeat(127)).is_none());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("a", "b"), "a/b");
+        assert_eq!(split("a/b/c"), ("a/b", "c"));
+        assert_eq!(split("c"), ("", "c"));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -69,4 +72,22 @@ impl Stats {
             pid: std::process::id(),
         }
     }
+}
+
+/// The name of the root's extended attribute that serves the counters.
+pub const XATTR: &str = "user.damfs.stats";
+
+/// Reads the counters a live mount serves at `mountpoint` (its root's [`XATTR`]).
+pub fn read_from(mountpoint: &Path) -> std::io::Result<serde_json::Map<String, serde_json::Value>> {
+    let path = CString::new(mountpoint.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let name = CString::new(XATTR).map_err(std::io::Error::other)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    serde_json::from_slice(&buf[..n as usize]).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{XATTR} is not JSON: {e}"))
+    })
 }

@@ -1,7 +1,5 @@
 //! `damfs status`: the counters of a live mount, read from its root's `user.damfs.stats`.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -17,16 +15,7 @@ pub fn read(mountpoint: &Path) -> anyhow::Result<serde_json::Map<String, serde_j
         Some(m) => bail!("{} is not a damfs mount (it is {})", mp.display(), m.fstype),
         None => bail!("{} is not mounted", mp.display()),
     }
-    let path = CString::new(mp.as_os_str().as_bytes()).context("mount point")?;
-    let name = CString::new("user.damfs.stats").context("name")?;
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("{}: user.damfs.stats", mp.display()));
-    }
-    serde_json::from_slice(&buf[..n as usize]).context("user.damfs.stats is not JSON")
+    crate::stats::read_from(&mp).with_context(|| format!("{}: {}", mp.display(), crate::stats::XATTR))
 }
 
 /// The stats as an aligned table.

@@ -13,7 +13,8 @@ use rusqlite::{Connection, params};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::{ContentNamer, LAYOUT, hex, index};
+use super::{ContentNamer, LAYOUT, index};
+use crate::digest::hex;
 use crate::units::human_size;
 
 /// A cache directory opened for administration.

@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+use crate::digest::hex;
 use index::{IndexOp, Writer};
 
 /// Read connections to the index: one per FUSE worker thread and a spare, as lookups come
@@ -642,11 +643,6 @@ impl ContentNamer {
         let hex = hex(&hasher.finalize());
         self.dir.join("content").join(&hex[..2]).join(&hex[2..])
     }
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn clear_dir(dir: &Path) -> io::Result<()> {

@@ -13,10 +13,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ use io_mode::{IoMode, IoModes};
 use crate::error::FsError;
 use crate::remote::Remote;
 use crate::stats::Stats;
-use crate::vfs::{Attr, Entry, Kind, Vfs};
+use crate::vfs::{Attr, DirItem, Entry, Kind, Vfs};
 
 /// The filesystem handed to fuser.
 pub struct DamFs<R: Remote> {
@@ -167,20 +167,10 @@ impl<R: Remote> Filesystem for DamFs<R> {
             move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    let parent = vfs.parent_ino(ino.0);
-                    let dots = [
-                        (ino.0, ".".to_string(), FileType::Directory),
-                        (parent, "..".to_string(), FileType::Directory),
-                    ];
-                    let all = dots.into_iter().chain(items.into_iter().map(|i| {
-                        let kind = fuse_attr(&i.entry.attr, 0, 0).kind;
-                        (i.entry.attr.ino, i.name, kind)
-                    }));
-                    for (i, (child, name, kind)) in all.enumerate().skip(offset as usize) {
-                        if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                            break;
-                        }
-                    }
+                    fill_dir(vfs, ino.0, items, offset, |next, name, entry| {
+                        let kind = fuse_attr(&entry.attr, 0, 0).kind;
+                        reply.add(INodeNo(entry.attr.ino), next, kind, name)
+                    });
                     reply.ok();
                 }
                 Err(err) => reply.error(errno(vfs.stats(), "readdir", err)),
@@ -201,32 +191,10 @@ impl<R: Remote> Filesystem for DamFs<R> {
             move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    let parent = vfs.parent_ino(ino.0);
-                    let dir = |ino| Entry {
-                        attr: Attr {
-                            ino,
-                            kind: Kind::Dir,
-                            size: 0,
-                            mtime: SystemTime::UNIX_EPOCH,
-                            perm: 0o555,
-                        },
-                        ttl: Duration::ZERO,
-                    };
-                    let dots = [(".".to_string(), dir(ino.0)), ("..".to_string(), dir(parent))];
-                    let all = dots.into_iter().chain(items.into_iter().map(|i| (i.name, i.entry)));
-                    for (i, (name, entry)) in all.enumerate().skip(offset as usize) {
+                    fill_dir(vfs, ino.0, items, offset, |next, name, entry| {
                         let attr = fuse_attr(&entry.attr, uid, gid);
-                        if reply.add(
-                            INodeNo(entry.attr.ino),
-                            i as u64 + 1,
-                            name,
-                            &entry.ttl,
-                            &attr,
-                            Generation(0),
-                        ) {
-                            break;
-                        }
-                    }
+                        reply.add(INodeNo(entry.attr.ino), next, name, &entry.ttl, &attr, Generation(0))
+                    });
                     reply.ok();
                 }
                 Err(err) => reply.error(errno(vfs.stats(), "readdirplus", err)),
@@ -529,5 +497,28 @@ impl<R: Remote> Filesystem for DamFs<R> {
         reply: ReplyIoctl,
     ) {
         reply.error(Errno::ENOTTY);
+    }
+}
+
+/// Sends a directory's entries from `offset` on, `.` and `..` first, to `add` (a READDIR or a
+/// READDIRPLUS reply) until it says the reply is full. `add` gets the offset of the entry
+/// after this one, its name and its attributes.
+fn fill_dir<R: Remote>(
+    vfs: &Vfs<R>,
+    ino: u64,
+    items: Vec<DirItem>,
+    offset: u64,
+    mut add: impl FnMut(u64, &str, &Entry) -> bool,
+) {
+    let dir = |ino| Entry {
+        attr: Attr { ino, kind: Kind::Dir, size: 0, mtime: SystemTime::UNIX_EPOCH, perm: 0o555 },
+        ttl: Duration::ZERO,
+    };
+    let dots = [(".".to_string(), dir(ino)), ("..".to_string(), dir(vfs.parent_ino(ino)))];
+    let all = dots.into_iter().chain(items.into_iter().map(|i| (i.name, i.entry)));
+    for (i, (name, entry)) in all.enumerate().skip(offset as usize) {
+        if add(i as u64 + 1, &name, &entry) {
+            break;
+        }
     }
 }

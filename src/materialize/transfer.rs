@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cache::{Cache, hex};
+use crate::cache::Cache;
+use crate::digest::hex;
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
 use crate::stats::Stats;

@@ -407,14 +407,6 @@ fn running(pid: u32) -> bool {
 
 /// The daemon's pid, from the root's `user.damfs.stats`.
 fn daemon_pid(mountpoint: &Path) -> Option<u32> {
-    let path = CString::new(mountpoint.as_os_str().as_bytes()).ok()?;
-    let name = CString::new("user.damfs.stats").ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return None;
-    }
-    let stats: serde_json::Value = serde_json::from_slice(&buf[..n as usize]).ok()?;
+    let stats = crate::stats::read_from(mountpoint).ok()?;
     stats.get("pid")?.as_u64().map(|p| p as u32)
 }

@@ -29,11 +29,12 @@ use super::querybuilder::{attrs_from_hits, attrs_params, parse_hits, paths_from_
 use super::siren::{parse_listing, parse_rendition_entities};
 use super::sling::{check_metadata, metadata_attrs, parse_content_attrs, parse_metadata, parse_renditions};
 use super::tags::{MAX_MOVES, TagRef, parse_tag_node};
-use super::url::{Endpoints, TagRoot, jcr_path, join, label};
+use super::url::{Endpoints, TagRoot, jcr_path, label};
 use super::{
     AssetAttrs, AssetMetadata, ChildEntry, Download, FolderListing, Remote, RemoteError, RemoteErrorKind,
     RemoteResult, RenditionInfo, TagInfo,
 };
+use crate::names::join;
 
 /// Children asked per listing page. Servers may clamp it lower; paging copes either way.
 const PAGE_LIMIT: u64 = 1000;

@@ -71,11 +71,6 @@ pub(crate) fn dam_path_from_jcr(path: &str) -> Option<String> {
     Some(rest.trim_end_matches('/').to_string())
 }
 
-/// Joins a DAM folder path and a child name.
-pub(crate) fn join(folder: &str, name: &str) -> String {
-    if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") }
-}
-
 /// The human-readable path of a request URL for logs and errors: the decoded path, no query,
 /// no credentials.
 pub(crate) fn label(url: &Url) -> String {
@@ -352,8 +347,6 @@ mod tests {
         assert_eq!(dam_path_from_jcr("/etc/a"), None);
         assert_eq!(jcr_path(""), "/content/dam");
         assert_eq!(jcr_path("a/b"), "/content/dam/a/b");
-        assert_eq!(join("", "a"), "a");
-        assert_eq!(join("a", "b"), "a/b");
     }
 
     #[test]

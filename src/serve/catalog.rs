@@ -420,7 +420,7 @@ impl Catalog {
 
     /// The entry for a listed child of `folder` (None if it vanished meanwhile).
     pub(crate) fn child_entry(&self, folder: &Folder, child: &Child) -> io::Result<Option<Entry>> {
-        let rel = join_rel(&folder.rel, &child.name);
+        let rel = crate::names::join(&folder.rel, &child.name);
         let path = folder.dir.join(&child.name);
         entry_at(rel, child.name.clone(), path)
     }
@@ -463,19 +463,9 @@ fn is_missing(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
-/// `parent/name`, or `name` under the root.
-pub(crate) fn join_rel(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
-}
-
-/// Lower-case hex.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A file-name-safe fixed-length key for a relative path (32 hex digits of its SHA-256).
 pub(crate) fn short_hash(rel: &str) -> String {
-    to_hex(&sha2::Sha256::digest(rel.as_bytes())[..16])
+    crate::digest::hex(&sha2::Sha256::digest(rel.as_bytes())[..16])
 }
 
 /// Writes `bytes` to a temporary name beside `path`, then renames it into place.

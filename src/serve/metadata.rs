@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use sha1::Digest;
 
-use super::catalog::{Asset, KeyedLocks, Stamp, short_hash, to_hex, write_atomically};
+use super::catalog::{Asset, KeyedLocks, Stamp, short_hash, write_atomically};
+use crate::digest::hex as to_hex;
 use crate::sidecar::Sidecar;
 
 /// Read buffer for hashing: large enough that a multi-GiB file hashes at disk speed.

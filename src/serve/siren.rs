@@ -72,7 +72,7 @@ pub(crate) fn folder(
     let entities: Vec<Value> = children[start..end]
         .iter()
         .map(|child| {
-            let rel = super::catalog::join_rel(&folder.rel, &child.name);
+            let rel = crate::names::join(&folder.rel, &child.name);
             json!({
                 "class": [class_of(child.kind)],
                 "rel": ["child"],

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use super::catalog::{Asset, Catalog, Folder, Kind, join_rel};
+use super::catalog::{Asset, Catalog, Folder, Kind};
 use super::metadata::MetaNeeds;
 use super::renditions::Rendition;
 use crate::sidecar::Sidecar;
@@ -185,7 +185,7 @@ pub(crate) fn folder_node(
         for child in catalog.children(folder)? {
             let shallow = match child.kind {
                 Kind::Folder => {
-                    let rel = join_rel(&folder.rel, &child.name);
+                    let rel = crate::names::join(&folder.rel, &child.name);
                     let mut n = Node::typed("sling:OrderedFolder");
                     if let Some(title) = sidecar.folders.get(&rel).filter(|f| !f.title.is_empty()) {
                         n.props.insert("jcr:title".into(), json!(title.title));

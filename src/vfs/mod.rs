@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
 use crate::materialize::Materializer;
 use crate::materialize::transfer::Transfer;
+use crate::names::{join, split};
 use crate::remote::Remote;
 use crate::stats::Stats;
 use dir::{Dirs, Formats, Listing, METADATA, RENDITIONS, SEARCH, TAGS};
@@ -246,14 +247,6 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
-    fn join(folder: &str, name: &str) -> String {
-        if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") }
-    }
-
-    fn parent_of(path: &str) -> (&str, &str) {
-        path.rsplit_once('/').unwrap_or(("", path))
-    }
-
     /// A path relative to the mount root (for link targets).
     fn relative<'a>(&self, path: &'a str) -> &'a str {
         let root = &self.config.root;
@@ -273,7 +266,7 @@ impl<R: Remote> Vfs<R> {
 
     /// The listing child of an asset, if its folder's listing is known locally.
     fn asset_child(&self, asset: &str) -> Option<dir::Child> {
-        let (folder, name) = Self::parent_of(asset);
+        let (folder, name) = split(asset);
         self.dirs.known(folder)?.get(name).cloned()
     }
 
@@ -373,7 +366,7 @@ impl<R: Remote> Vfs<R> {
                     _ => {
                         let listing = self.dirs.get(folder, deadline).await?;
                         let child = listing.get(name).ok_or(FsError::NotFound)?;
-                        let path = Self::join(folder, name);
+                        let path = join(folder, name);
                         if child.folder { Node::Folder(path) } else { Node::Asset(path) }
                     }
                 }
@@ -392,7 +385,7 @@ impl<R: Remote> Vfs<R> {
                 let taxonomy = self.taxonomy().await?;
                 let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
                 if dir.subtags.contains(name) {
-                    Node::TagDir(Self::join(tag, name))
+                    Node::TagDir(join(tag, name))
                 } else {
                     let (_, asset) = dir.links.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
                     Node::TagLink(tag.clone(), asset.clone())
@@ -418,7 +411,7 @@ impl<R: Remote> Vfs<R> {
     async fn asset_in(self: &Arc<Self>, folder: &str, name: &str, deadline: Instant) -> FsResult<String> {
         let listing = self.dirs.get(folder, deadline).await?;
         match listing.get(name) {
-            Some(child) if !child.folder => Ok(Self::join(folder, name)),
+            Some(child) if !child.folder => Ok(join(folder, name)),
             _ => Err(FsError::NotFound),
         }
     }
@@ -439,18 +432,18 @@ impl<R: Remote> Vfs<R> {
                     .children
                     .iter()
                     .map(|c| {
-                        let path = Self::join(folder, &c.name);
+                        let path = join(folder, &c.name);
                         (c.name.clone(), if c.folder { Node::Folder(path) } else { Node::Asset(path) })
                     })
                     .collect()
             }
             Node::RenditionsDir(folder) => assets_of(&*self.dirs.get(folder, deadline).await?)
-                .map(|name| (name.to_string(), Node::RenditionsOf(Self::join(folder, name))))
+                .map(|name| (name.to_string(), Node::RenditionsOf(join(folder, name))))
                 .collect(),
             Node::MetadataDir(folder) => assets_of(&*self.dirs.get(folder, deadline).await?)
                 .filter_map(|name| {
                     let file = crate::names::with_suffix(name, ".json")?;
-                    Some((file, Node::MetadataFile(Self::join(folder, name))))
+                    Some((file, Node::MetadataFile(join(folder, name))))
                 })
                 .collect(),
             Node::RenditionsOf(asset) => {
@@ -466,7 +459,7 @@ impl<R: Remote> Vfs<R> {
                 let dir = taxonomy.dirs.get(tag).ok_or(FsError::NotFound)?;
                 dir.subtags
                     .iter()
-                    .map(|s| (s.clone(), Node::TagDir(Self::join(tag, s))))
+                    .map(|s| (s.clone(), Node::TagDir(join(tag, s))))
                     .chain(dir.links.iter().map(|(n, a)| (n.clone(), Node::TagLink(tag.clone(), a.clone()))))
                     .collect()
             }
@@ -495,11 +488,11 @@ impl<R: Remote> Vfs<R> {
         let Ok(node) = self.node(ino) else { return ROOT_INO };
         let parent = match &*node {
             Node::Folder(f) if *f == self.config.root => return ROOT_INO,
-            Node::Folder(f) => Node::Folder(Self::parent_of(f).0.to_string()),
+            Node::Folder(f) => Node::Folder(split(f).0.to_string()),
             Node::RenditionsDir(f) | Node::MetadataDir(f) => Node::Folder(f.clone()),
-            Node::RenditionsOf(a) => Node::RenditionsDir(Self::parent_of(a).0.to_string()),
+            Node::RenditionsOf(a) => Node::RenditionsDir(split(a).0.to_string()),
             Node::TagDir(t) if t.is_empty() => return ROOT_INO,
-            Node::TagDir(t) => Node::TagDir(Self::parent_of(t).0.to_string()),
+            Node::TagDir(t) => Node::TagDir(split(t).0.to_string()),
             Node::SearchRoot => return ROOT_INO,
             Node::SearchDir(_) => Node::SearchRoot,
             _ => return ROOT_INO,

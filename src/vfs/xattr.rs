@@ -35,7 +35,7 @@ impl<R: Remote> Vfs<R> {
     pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<String>> {
         let node = self.node(ino)?;
         Ok(match &*node {
-            Node::Folder(f) if *f == self.config.root => vec!["user.damfs.stats".into()],
+            Node::Folder(f) if *f == self.config.root => vec![crate::stats::XATTR.into()],
             Node::Asset(path) => {
                 let manifest = self.materializer.manifest(path, deadline).await?;
                 let mut names = Vec::new();
@@ -53,7 +53,7 @@ impl<R: Remote> Vfs<R> {
     pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Instant) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
         match (&*node, name) {
-            (Node::Folder(f), "user.damfs.stats") if *f == self.config.root => {
+            (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
                 let (assets, bytes) = self.cache.usage();
                 let snapshot = self.stats.snapshot(assets, bytes);
                 serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))

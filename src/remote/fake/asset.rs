@@ -30,7 +30,7 @@ impl FakeAsset {
     pub fn new(bytes: impl Into<Bytes>) -> FakeAsset {
         use sha1::{Digest, Sha1};
         let bytes = bytes.into();
-        let sha1 = Sha1::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha1 = crate::digest::hex(&Sha1::digest(&bytes));
         let meta =
             AssetMetadata { size: Some(bytes.len() as u64), sha1: Some(sha1), ..AssetMetadata::default() };
         FakeAsset { meta, ..FakeAsset::default() }.with_bytes(bytes)

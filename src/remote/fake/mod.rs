@@ -29,11 +29,11 @@ use body::Body;
 
 use super::sling::parse_metadata;
 use super::tags::{MAX_MOVES, TagRef};
-use super::url::join;
 use super::{
     AssetAttrs, AssetMetadata, ChildEntry, Download, EntryKind, FolderListing, Remote, RemoteError,
     RemoteErrorKind, RemoteResult, RenditionInfo, TagInfo,
 };
+use crate::names::join;
 
 enum Node {
     /// Child names in insertion order.
