@@ -9,17 +9,15 @@
 //! when tags live under `/etc/tags` (older instances), that root is tried first from then on.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use reqwest::StatusCode;
 use reqwest::header::CONTENT_RANGE;
-use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+pub use super::config::{AemConfig, Credentials};
 pub use super::url::parse_remote_url;
 
 use super::http::{
@@ -51,73 +49,6 @@ const FALLBACK_CONCURRENCY: usize = 8;
 
 /// Statuses by which a server refuses QueryBuilder (blocked, unknown, or disabled).
 const QUERY_REFUSED: [u16; 4] = [400, 403, 404, 501];
-
-/// How to authenticate: sent preemptively on every request to the DAM's host.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// Anonymous.
-    None,
-    /// `Authorization: Basic …` (a technical user).
-    Basic {
-        /// The user name.
-        user: String,
-        /// The password.
-        password: String,
-    },
-    /// `Authorization: Bearer <token>` (Cloud Service developer or service token).
-    Bearer(String),
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credentials::None => f.write_str("None"),
-            Credentials::Basic { user, .. } => write!(f, "Basic {{ user: {user:?}, password: <redacted> }}"),
-            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-        }
-    }
-}
-
-/// How to reach the DAM.
-#[derive(Clone)]
-pub struct AemConfig {
-    /// Scheme, host and port, plus an optional context path (as from [`parse_remote_url`]).
-    pub base: Url,
-    /// Authentication.
-    pub credentials: Credentials,
-    /// Extra trusted CA certificates (a PEM file), beside the built-in roots.
-    pub ca_file: Option<PathBuf>,
-    /// An HTTP(S) proxy URL for every request.
-    pub proxy: Option<String>,
-    /// Bound on establishing a TCP (and TLS) connection.
-    pub connect_timeout: Duration,
-}
-
-impl AemConfig {
-    /// A configuration for `base`: anonymous, no proxy, no extra CA, a 5 s connect timeout.
-    pub fn new(base: Url) -> AemConfig {
-        AemConfig {
-            base,
-            credentials: Credentials::None,
-            ca_file: None,
-            proxy: None,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl fmt::Debug for AemConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The proxy URL may carry proxy credentials.
-        f.debug_struct("AemConfig")
-            .field("base", &self.base.as_str())
-            .field("credentials", &self.credentials)
-            .field("ca_file", &self.ca_file)
-            .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
-}
 
 /// The AEM Assets client. One per mount; cheap to share behind an `Arc`.
 #[derive(Debug)]

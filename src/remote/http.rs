@@ -16,7 +16,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, RANGE};
 use reqwest::{Response, StatusCode, Url, redirect};
 use serde_json::Value;
 
-use super::aem::{AemConfig, Credentials};
+use super::config::{AemConfig, Credentials};
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
 

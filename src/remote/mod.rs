@@ -10,6 +10,7 @@
 //! (`fake::FakeRemote`) that counts calls and fails or stalls on command.
 
 pub mod aem;
+mod config;
 pub mod fake;
 mod http;
 mod querybuilder;

@@ -8,21 +8,21 @@
 //! folder, already percent-decoded and checked by `routes`. Nothing here ever writes inside the
 //! served folder.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
-use sha2::Digest;
-use tokio::sync::{OwnedMutexGuard, watch};
+use tokio::sync::watch;
 
-use super::metadata::{Digests, MetaNeeds, describe, mime_for};
+pub(crate) use super::files::{Asset, Stamp};
+use super::metadata::{Digests, MetaNeeds, describe};
 use super::renditions::Generator;
 use super::{Auth, RequestRecord};
 use crate::sidecar::{SIDECAR_NAME, Sidecar};
@@ -72,26 +72,6 @@ pub(super) struct LiveRecord {
     pub(super) bytes: AtomicU64,
 }
 
-/// Size and modification time (nanoseconds since the epoch) of a file: what keys every cache
-/// derived from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub size: u64,
-    pub mtime_ns: u64,
-}
-
-impl Stamp {
-    /// The stamp of a file's metadata.
-    pub fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp { size: meta.len(), mtime_ns: nanos(meta.modified().unwrap_or(UNIX_EPOCH)) }
-    }
-}
-
-/// Nanoseconds since the epoch (0 for earlier times).
-pub(crate) fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
 /// Folder or asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -116,29 +96,6 @@ pub(crate) struct Folder {
     /// Where it is on disk.
     pub dir: PathBuf,
     pub mtime: SystemTime,
-}
-
-/// An asset of the DAM: a regular file.
-#[derive(Debug, Clone)]
-pub(crate) struct Asset {
-    /// Relative path with `/` separators.
-    pub rel: String,
-    pub name: String,
-    /// Where it is on disk.
-    pub file: PathBuf,
-    pub size: u64,
-    pub mtime: SystemTime,
-}
-
-impl Asset {
-    pub fn stamp(&self) -> Stamp {
-        Stamp { size: self.size, mtime_ns: nanos(self.mtime) }
-    }
-
-    /// The MIME type, from the name's extension.
-    pub fn mime(&self) -> &'static str {
-        mime_for(&self.name)
-    }
 }
 
 /// What a relative path names.
@@ -461,56 +418,6 @@ fn entry_at(rel: String, name: String, path: PathBuf) -> io::Result<Option<Entry
 /// Errors that mean "there is nothing there".
 fn is_missing(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
-}
-
-/// A file-name-safe fixed-length key for a relative path (32 hex digits of its SHA-256).
-pub(crate) fn short_hash(rel: &str) -> String {
-    crate::digest::hex(&sha2::Sha256::digest(rel.as_bytes())[..16])
-}
-
-/// Writes `bytes` to a temporary name beside `path`, then renames it into place.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temp_name(path);
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
-}
-
-/// A name beside `path` that no other writer (thread or process) uses.
-pub(crate) fn temp_name(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{n}-{name}", std::process::id()))
-}
-
-/// One async lock per key, for work that must happen once per key at a time (hashing or
-/// generating renditions of one asset). Entries disappear once nobody holds or waits for them.
-#[derive(Default)]
-pub(crate) struct KeyedLocks {
-    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-}
-
-impl KeyedLocks {
-    /// Waits for the turn of `key`.
-    pub async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.map.lock();
-            if map.len() > 256 {
-                map.retain(|_, weak| weak.strong_count() > 0);
-            }
-            match map.get(key).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(tokio::sync::Mutex::new(()));
-                    map.insert(key.to_string(), Arc::downgrade(&lock));
-                    lock
-                }
-            }
-        };
-        lock.lock_owned().await
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use sha1::Digest;
 
-use super::catalog::{Asset, KeyedLocks, Stamp, short_hash, write_atomically};
+use super::files::{Asset, KeyedLocks, Stamp, short_hash, write_atomically};
 use crate::digest::hex as to_hex;
 use crate::sidecar::Sidecar;
 
@@ -35,37 +35,6 @@ impl MetaNeeds {
     pub const ALL: MetaNeeds = MetaNeeds { sha1: true, dims: true };
     /// Only what needs no reading of the file.
     pub const CHEAP: MetaNeeds = MetaNeeds { sha1: false, dims: false };
-}
-
-/// MIME type by file extension (`application/octet-stream` when unknown).
-pub(crate) fn mime_for(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "jpg" | "jpeg" | "jpe" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "tif" | "tiff" => "image/tiff",
-        "webp" => "image/webp",
-        "svg" => "image/svg+xml",
-        "bmp" => "image/bmp",
-        "psd" => "image/vnd.adobe.photoshop",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "xml" => "application/xml",
-        "json" => "application/json",
-        "zip" => "application/zip",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        _ => "application/octet-stream",
-    }
 }
 
 /// The metadata node of `asset`, as Sling renders it.
@@ -210,6 +179,7 @@ fn parse_digest_line(text: &str, stamp: Stamp, rel: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::files::mime_for;
 
     #[test]
     fn digest_lines_round_trip_and_reject_stale() {

@@ -13,6 +13,7 @@
 
 mod binary;
 mod catalog;
+mod files;
 mod metadata;
 mod querybuilder;
 mod renditions;

@@ -22,7 +22,7 @@ use image::{DynamicImage, GenericImageView};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::catalog::{Asset, KeyedLocks, short_hash, temp_name};
+use super::files::{Asset, KeyedLocks, short_hash, temp_name};
 
 /// Name of the original rendition.
 pub(crate) const ORIGINAL: &str = "original";

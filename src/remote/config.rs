@@ -1,0 +1,75 @@
+//! How to reach the DAM: its base URL, credentials, trust and proxy. Plain data, shared by
+//! the AEM client and the HTTP plumbing under it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// How to authenticate: sent preemptively on every request to the DAM's host.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Anonymous.
+    None,
+    /// `Authorization: Basic …` (a technical user).
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>` (Cloud Service developer or service token).
+    Bearer(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { user, .. } => write!(f, "Basic {{ user: {user:?}, password: <redacted> }}"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// How to reach the DAM.
+#[derive(Clone)]
+pub struct AemConfig {
+    /// Scheme, host and port, plus an optional context path (as from [`parse_remote_url`]).
+    pub base: Url,
+    /// Authentication.
+    pub credentials: Credentials,
+    /// Extra trusted CA certificates (a PEM file), beside the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// An HTTP(S) proxy URL for every request.
+    pub proxy: Option<String>,
+    /// Bound on establishing a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+}
+
+impl AemConfig {
+    /// A configuration for `base`: anonymous, no proxy, no extra CA, a 5 s connect timeout.
+    pub fn new(base: Url) -> AemConfig {
+        AemConfig {
+            base,
+            credentials: Credentials::None,
+            ca_file: None,
+            proxy: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for AemConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The proxy URL may carry proxy credentials.
+        f.debug_struct("AemConfig")
+            .field("base", &self.base.as_str())
+            .field("credentials", &self.credentials)
+            .field("ca_file", &self.ca_file)
+            .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
