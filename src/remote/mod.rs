@@ -11,6 +11,7 @@
 
 pub mod aem;
 mod config;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 mod http;
 mod querybuilder;
