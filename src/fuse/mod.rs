@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 mod convert;
 mod io_mode;
+pub mod session;
 
 use convert::{errno, fuse_attr, name_str, reply_xattr};
 use io_mode::{IoMode, IoModes};
