@@ -8,12 +8,12 @@ use anyhow::{Context, bail};
 use std::time::Duration;
 
 use crate::cli::{MountArgs, SampleArgs, ServeArgs};
+use crate::listing::Formats;
 use crate::remote::aem::{AemConfig, Credentials, parse_remote_url};
 use crate::sample::SampleOptions;
 use crate::serve::{Auth, ServeConfig};
 use crate::units::parse_duration;
 use crate::units::parse_size;
-use crate::vfs::dir::Formats;
 
 /// Reads a secret from the first line of a file (trailing newline and spaces dropped).
 pub fn read_secret_file(path: &Path, flag: &str) -> anyhow::Result<String> {

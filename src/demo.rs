@@ -10,10 +10,10 @@ use anyhow::Context;
 
 use crate::cli::DemoArgs;
 use crate::config::MountConfig;
+use crate::listing::Formats;
 use crate::remote::aem::{AemConfig, parse_remote_url};
 use crate::sample::SampleOptions;
 use crate::serve::{Auth, Catalog};
-use crate::vfs::dir::Formats;
 
 /// Marker written once the sample is complete, so an interrupted generation starts over.
 const SAMPLE_DONE: &str = ".damfs-sample-complete";

@@ -25,6 +25,7 @@ pub mod digest;
 pub mod error;
 pub mod flight;
 pub mod fuse;
+pub mod listing;
 pub mod materialize;
 pub mod mount;
 pub mod names;

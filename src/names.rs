@@ -64,6 +64,31 @@ pub fn with_suffix(name: &str, suffix: &str) -> Option<String> {
     invalid_name(&joined).is_none().then_some(joined)
 }
 
+/// Names links after the assets' names; a name taken twice gets ` (2)`, ` (3)`… in the
+/// order of the assets' paths, so names are stable. A numbered name never takes a name an
+/// earlier link has, and every name fits NAME_MAX.
+pub fn link_names(assets: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut next: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut links = Vec::new();
+    for asset in assets {
+        let base = asset.rsplit('/').next().unwrap_or(&asset).to_string();
+        if invalid_name(&base).is_some() {
+            continue;
+        }
+        let n = next.entry(base.clone()).or_insert(1);
+        let mut name = numbered(&base, *n);
+        while taken.contains(&name) {
+            *n += 1;
+            name = numbered(&base, *n);
+        }
+        *n += 1;
+        taken.insert(name.clone());
+        links.push((name, asset));
+    }
+    links
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use damfs::names::{invalid_name, link_names};
 use damfs::remote::{EntryKind, encode_segment, wire};
-use damfs::vfs::dir::invalid_name;
-use damfs::vfs::reserved::{link_names, link_target};
+use damfs::vfs::reserved::link_target;
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use proptest::sample::Index;

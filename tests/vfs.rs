@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use damfs::cache::Cache;
 use damfs::error::FsError;
+use damfs::listing::Formats;
+use damfs::mount::{Layout, namespace};
 use damfs::remote::RemoteErrorKind;
 use damfs::remote::fake::{FakeAsset, FakeRemote, Method};
-use damfs::vfs::dir::Formats;
 use damfs::vfs::inode::ROOT_INO;
-use damfs::vfs::{Kind, Vfs, VfsConfig};
+use damfs::vfs::{Kind, Vfs};
 use tokio::time::Instant;
 
 const RENDITIONS: [&str; 4] = [
@@ -40,24 +41,37 @@ fn remote() -> Arc<FakeRemote> {
     Arc::new(remote)
 }
 
+/// The namespace over `remote` and `cache`, as a mount wires it, with `threshold` as the
+/// async threshold.
+fn build(
+    layout: Layout,
+    remote: &Arc<FakeRemote>,
+    cache: Arc<Cache>,
+    threshold: u64,
+) -> Arc<Vfs<FakeRemote>> {
+    namespace(Layout { async_threshold: threshold, ..layout }, Arc::clone(remote), cache)
+}
+
 struct Setup {
     vfs: Arc<Vfs<FakeRemote>>,
     remote: Arc<FakeRemote>,
+    cache: Arc<Cache>,
     _dir: tempfile::TempDir,
 }
 
 fn setup(remote: Arc<FakeRemote>, timeout: Duration, threshold: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", None).unwrap());
-    let config = VfsConfig {
+    let config = Layout {
         root: String::new(),
         remote_url: "http://dam".into(),
         fetch_timeout: timeout,
         dir_ttl: Duration::from_secs(60),
         formats: Formats::Images,
+        async_threshold: 10 << 20,
     };
-    let vfs = Vfs::new(config, Arc::clone(&remote), cache, threshold);
-    Setup { vfs, remote, _dir: dir }
+    let vfs = build(config, &remote, Arc::clone(&cache), threshold);
+    Setup { vfs, remote, cache, _dir: dir }
 }
 
 fn soon() -> Instant {
@@ -150,7 +164,7 @@ async fn a_stall_times_out_leaves_nothing_and_is_not_remembered() {
     assert!(matches!(err, FsError::Timeout(_)), "{err}");
     assert_eq!(err.errno(), libc::ETIMEDOUT);
     assert!(start.elapsed() < Duration::from_millis(800), "{:?}", start.elapsed());
-    assert!(s.vfs.cache().renditions("we/a.jpg").is_empty());
+    assert!(s.cache.renditions("we/a.jpg").is_empty());
     s.remote.set_stall(false);
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
@@ -163,7 +177,7 @@ async fn a_broken_body_never_enters_the_cache() {
     s.remote.set_body_failure(Some(1000));
     let err = read_all(&s.vfs, a).await.unwrap_err();
     assert_eq!(err.errno(), libc::EIO, "{err}");
-    assert!(s.vfs.cache().rendition("we/a.jpg", "original").is_none());
+    assert!(s.cache.rendition("we/a.jpg", "original").is_none());
     s.remote.set_body_failure(None);
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
@@ -230,24 +244,25 @@ async fn stale_listings_keep_serving_when_the_remote_fails() {
     let remote = remote();
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
-    let config = VfsConfig {
+    let config = Layout {
         root: String::new(),
         remote_url: "http://dam".into(),
         fetch_timeout: Duration::from_secs(1),
         dir_ttl: Duration::ZERO,
         formats: Formats::Images,
+        async_threshold: 10 << 20,
     };
     let we_ino;
     {
         let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
-        let vfs = Vfs::new(config.clone(), Arc::clone(&remote), Arc::clone(&cache), 10 << 20);
+        let vfs = build(config.clone(), &remote, Arc::clone(&cache), 10 << 20);
         we_ino = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
         vfs.readdir(we_ino, soon()).await.unwrap();
         cache.close();
     }
     remote.fail_always_any(RemoteErrorKind::Other);
     let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
-    let vfs = Vfs::new(config, Arc::clone(&remote), cache, 10 << 20);
+    let vfs = build(config, &remote, cache, 10 << 20);
     let again = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     assert_eq!(again, we_ino, "inode numbers survive a remount");
     let names: Vec<_> = vfs.readdir(again, soon()).await.unwrap().into_iter().map(|i| i.name).collect();
@@ -292,14 +307,15 @@ async fn an_asset_larger_than_the_whole_cache_is_served_without_caching() {
     remote.add_asset("we/huge.jpg", asset(11, 40_000));
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", Some(16 << 10)).unwrap());
-    let config = VfsConfig {
+    let config = Layout {
         root: String::new(),
         remote_url: "http://dam".into(),
         fetch_timeout: Duration::from_secs(5),
         dir_ttl: Duration::from_secs(60),
         formats: Formats::Images,
+        async_threshold: 10 << 20,
     };
-    let vfs = Vfs::new(config, Arc::clone(&remote), Arc::clone(&cache), 10 << 20);
+    let vfs = build(config, &remote, Arc::clone(&cache), 10 << 20);
     let we = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     let huge = vfs.lookup(we, "huge.jpg", soon()).await.unwrap().attr.ino;
     let want: Vec<u8> = (0..40_000).map(|i| (i as u8).wrapping_mul(11)).collect();
@@ -329,18 +345,19 @@ async fn a_readdir_numbers_its_entries_in_a_few_index_queries() {
     let remote = Arc::new(remote);
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
-    let config = VfsConfig {
+    let config = Layout {
         root: String::new(),
         remote_url: "http://dam".into(),
         fetch_timeout: Duration::from_secs(5),
         dir_ttl: Duration::from_secs(60),
         formats: Formats::Images,
+        async_threshold: 10 << 20,
     };
     let deadline = || Instant::now() + Duration::from_secs(10);
     let mut first_inos = Vec::new();
     for mount in 0..2 {
         let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
-        let vfs = Vfs::new(config.clone(), Arc::clone(&remote), Arc::clone(&cache), 1 << 20);
+        let vfs = build(config.clone(), &remote, Arc::clone(&cache), 1 << 20);
         let big = vfs.lookup(ROOT_INO, "big", deadline()).await.unwrap().attr.ino;
         let before = cache.queries();
         let items = vfs.readdir(big, deadline()).await.unwrap();

@@ -30,6 +30,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -425,3 +426,35 @@ fn clear_dir(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// The one thing the namespace keeps in the cache itself: inode numbers, so that a path has
+/// the same number across remounts. A narrow view of the [`Cache`].
+#[derive(Debug, Clone)]
+pub struct InodeStore(Arc<Cache>);
+
+impl InodeStore {
+    /// The inode numbers of `cache`.
+    pub fn new(cache: Arc<Cache>) -> InodeStore {
+        InodeStore(cache)
+    }
+
+    /// The number an earlier mount gave `key`.
+    pub fn get(&self, key: &str) -> Option<u64> {
+        self.0.inode(key)
+    }
+
+    /// The numbers earlier mounts gave any of `keys`.
+    pub fn get_many(&self, keys: &[String]) -> HashMap<String, u64> {
+        self.0.inodes(keys)
+    }
+
+    /// A fresh number, above every persisted one.
+    pub fn fresh(&self) -> u64 {
+        self.0.new_inode()
+    }
+
+    /// Persists the number of `key`.
+    pub fn put(&self, key: &str, ino: u64) {
+        self.0.put_inode(key, ino)
+    }
+}

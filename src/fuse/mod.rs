@@ -333,7 +333,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let (assets, bytes) = self.vfs.cache().usage();
+        let (assets, bytes) = self.vfs.cache_usage();
         let blocks = bytes.div_ceil(4096);
         reply.statfs(blocks, 0, 0, assets, 0, 4096, 255, 4096);
     }

@@ -96,7 +96,8 @@ impl Drop for AssetContent {
 }
 
 /// Keeps an asset from eviction while it lives.
-struct PinGuard {
+#[derive(Debug)]
+pub struct PinGuard {
     cache: Arc<Cache>,
     asset: String,
 }
@@ -178,6 +179,32 @@ impl<R: Remote> Materializer<R> {
                 log::warn!("cache: the manifest of {asset} does not parse ({e}); it will be fetched again");
                 None
             }
+        }
+    }
+
+    /// Keeps `asset` from eviction until the guard is dropped (an open file of it).
+    pub fn pin(&self, asset: &str) -> PinGuard {
+        PinGuard::new(&self.cache, asset)
+    }
+
+    /// Assets with content and bytes of content in the cache.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.cache.usage()
+    }
+
+    /// The exact length of a rendition once it is in the cache or its transfer said it.
+    pub fn rendition_size(&self, asset: &str, name: &str) -> Option<u64> {
+        if name == "original" {
+            return self.original_size(asset);
+        }
+        self.cache.rendition(asset, name).map(|r| r.size)
+    }
+
+    /// Decodes every manifest stored in the cache (the local taxonomy covers them all).
+    /// Reads the whole index: off the runtime's workers.
+    pub fn load_stored_manifests(&self) {
+        for asset in self.cache.assets_with_manifest() {
+            self.cached_manifest(&asset);
         }
     }
 

@@ -18,8 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Cache;
 use crate::config::MountConfig;
 use crate::fuse::session::{MountSpec, Session};
+use crate::listing::{Formats, ListingConfig, Listings};
+use crate::materialize::{MaterializeConfig, Materializer};
 use crate::remote::aem::AemClient;
 use crate::remote::{Remote, RemoteErrorKind};
+use crate::stats::Stats;
 use crate::vfs::{Vfs, VfsConfig};
 pub use unmount::{umount, wait_mounted};
 
@@ -127,17 +130,17 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
         }
         log::warn!("cannot reach the remote ({cause}): starting offline from the cache");
     }
-    let vfs = Vfs::new(
-        VfsConfig {
+    let vfs = namespace(
+        Layout {
             root: config.root.clone(),
             remote_url: config.aem.base.as_str().trim_end_matches('/').to_string(),
             fetch_timeout: config.fetch_timeout,
             dir_ttl: config.dir_ttl,
             formats: config.formats.clone(),
+            async_threshold: config.async_threshold,
         },
         remote,
         Arc::clone(&cache),
-        config.async_threshold,
     );
     let stopping = CancellationToken::new();
     let spec = MountSpec {
@@ -147,4 +150,48 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
     };
     let session = Session::mount(vfs, runtime.handle().clone(), &spec, stopping.clone())?;
     Ok((runtime, session, cache, stopping))
+}
+
+/// What the layers under the mount are configured with.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// DAM path of the folder mounted as the root.
+    pub root: String,
+    /// The remote's base URL (no credentials).
+    pub remote_url: String,
+    /// Bound on every operation that needs the remote.
+    pub fetch_timeout: Duration,
+    /// Listings are re-read after this.
+    pub dir_ttl: Duration,
+    /// Which assets are shown.
+    pub formats: Formats,
+    /// Renditions larger than this are transferred in the background.
+    pub async_threshold: u64,
+}
+
+/// Wires the namespace over `remote` and `cache`: the listing and search service and the
+/// materializer beside it, both over the remote and the cache, and the namespace over them.
+pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -> Arc<Vfs<R>> {
+    let stats = Arc::new(Stats::default());
+    let listings = Listings::new(
+        Arc::clone(&remote),
+        Arc::clone(&cache),
+        Arc::clone(&stats),
+        ListingConfig {
+            root: layout.root.clone(),
+            fetch_timeout: layout.fetch_timeout,
+            ttl: layout.dir_ttl,
+            formats: layout.formats,
+            remote_url: layout.remote_url,
+        },
+    );
+    let materializer = Materializer::new(
+        remote,
+        Arc::clone(&cache),
+        Arc::clone(&stats),
+        MaterializeConfig { fetch_timeout: layout.fetch_timeout, async_threshold: layout.async_threshold },
+    );
+    let config =
+        VfsConfig { root: layout.root, fetch_timeout: layout.fetch_timeout, dir_ttl: layout.dir_ttl };
+    Vfs::new(config, listings, materializer, crate::cache::InodeStore::new(cache), stats)
 }

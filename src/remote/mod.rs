@@ -21,7 +21,7 @@ pub mod tags;
 mod url;
 pub mod wire;
 
-pub use url::encode_segment;
+pub use url::{asset_url, encode_segment};
 
 use std::fmt;
 use std::future::Future;

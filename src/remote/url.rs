@@ -71,6 +71,13 @@ pub(crate) fn dam_path_from_jcr(path: &str) -> Option<String> {
     Some(rest.trim_end_matches('/').to_string())
 }
 
+/// The URL of an asset's original on the remote at `remote_url` (its base, no
+/// credentials): percent-encoded per segment.
+pub fn asset_url(remote_url: &str, asset: &str) -> String {
+    let encoded: Vec<String> = asset.split('/').map(encode_segment).collect();
+    format!("{}/content/dam/{}", remote_url.trim_end_matches('/'), encoded.join("/"))
+}
+
 /// The human-readable path of a request URL for logs and errors: the decoded path, no query,
 /// no credentials.
 pub(crate) fn label(url: &Url) -> String {

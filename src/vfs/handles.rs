@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
+use super::Remote;
 use super::inode::Node;
 use super::{Handle, Opened, Vfs, reserved};
 use crate::error::{FsError, FsResult};
-use crate::remote::Remote;
 
 impl<R: Remote> Vfs<R> {
     /// Opens a file for reading. Any write access is refused.
@@ -38,7 +38,7 @@ impl<R: Remote> Vfs<R> {
                         file: Arc::new(opened.file),
                         transfer: opened.transfer,
                         what: path.clone(),
-                        asset: path.clone(),
+                        _pin: self.materializer.pin(path),
                     },
                     stale,
                 )
@@ -51,7 +51,7 @@ impl<R: Remote> Vfs<R> {
                         file: Arc::new(opened.file),
                         transfer: opened.transfer,
                         what,
-                        asset: asset.clone(),
+                        _pin: self.materializer.pin(asset),
                     },
                     false,
                 )
@@ -61,7 +61,7 @@ impl<R: Remote> Vfs<R> {
                 (
                     Handle::Bytes(Arc::new(reserved::metadata_json(
                         &content.manifest,
-                        &self.config.remote_url,
+                        &self.dirs.asset_url(asset),
                     ))),
                     false,
                 )
@@ -73,9 +73,6 @@ impl<R: Remote> Vfs<R> {
             Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
             _ => None,
         };
-        if let Handle::File { asset, .. } = &handle {
-            self.cache.pin(asset);
-        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(handle));
         Ok(Opened { fh, backing, stale_attr })
@@ -106,14 +103,10 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
-    /// Forgets a handle.
+    /// Forgets a handle (its asset stays pinned until a read still using it ends).
     pub fn release(&self, fh: u64) {
         let handle = self.handles.lock().remove(&fh);
-        if let Some(handle) = handle
-            && let Handle::File { asset, .. } = &*handle
-        {
-            self.cache.unpin(asset);
-        }
+        drop(handle);
     }
 }
 

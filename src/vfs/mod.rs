@@ -2,7 +2,6 @@
 //! reserved trees, and open handles. Not tied to the FUSE bindings: every operation takes
 //! plain values and a deadline, and answers plain values or an [`FsError`].
 
-pub mod dir;
 mod handles;
 pub mod inode;
 pub mod reserved;
@@ -17,22 +16,21 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::cache::Cache;
+use crate::cache::InodeStore;
 use crate::error::{FsError, FsResult};
+use crate::listing::{Listing, Listings, METADATA, RENDITIONS, SEARCH, TAGS};
 use crate::materialize::Materializer;
+use crate::materialize::PinGuard;
 use crate::materialize::transfer::Transfer;
 use crate::names::{join, split};
+// The services below are generic over the remote; the namespace never calls it.
 use crate::remote::Remote;
 use crate::stats::Stats;
-use dir::{Dirs, Formats, Listing, METADATA, RENDITIONS, SEARCH, TAGS};
 use inode::{InodeTable, Node, ROOT_INO};
 
 /// Attribute and entry lifetime in the kernel for nodes whose attributes may still change
 /// (an asset whose size is a hint until it is materialized).
 const SHORT_TTL: Duration = Duration::from_secs(1);
-
-/// Most search results listed in a `.search` directory.
-const SEARCH_LIMIT: usize = 1000;
 
 /// Kind of a node, as `stat` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,44 +95,35 @@ enum Handle {
         file: Arc<File>,
         transfer: Option<Arc<Transfer>>,
         what: String,
-        asset: String,
+        _pin: PinGuard,
     },
     Bytes(Arc<Vec<u8>>),
 }
-
-/// Search results: (link name, asset path).
-type SearchResults = Arc<Vec<(String, String)>>;
 
 /// How the namespace behaves.
 #[derive(Debug, Clone)]
 pub struct VfsConfig {
     /// DAM path of the folder mounted as the root.
     pub root: String,
-    /// The remote's base URL, for `user.dam.remote` (no credentials).
-    pub remote_url: String,
-    /// Bound on each remote request.
+    /// Bound on each operation that needs the remote.
     pub fetch_timeout: Duration,
-    /// Folder listings are re-read after this.
+    /// How long the kernel may keep what does not change before a listing is re-read.
     pub dir_ttl: Duration,
-    /// Which assets are shown.
-    pub formats: Formats,
 }
 
 /// The namespace of a mount.
 #[derive(Debug)]
 pub struct Vfs<R> {
     config: VfsConfig,
-    remote: Arc<R>,
-    cache: Arc<Cache>,
     stats: Arc<Stats>,
     inodes: InodeTable,
-    dirs: Arc<Dirs<R>>,
+    /// Where inode numbers persist across mounts.
+    store: InodeStore,
+    dirs: Arc<Listings<R>>,
     materializer: Arc<Materializer<R>>,
     /// Guards the map only.
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
-    /// Search results by words, with when they were fetched. Guards the map only.
-    searches: Mutex<HashMap<String, (Instant, SearchResults)>>,
     /// Set once every manifest in the cache has been loaded for the taxonomy.
     taxonomy_loaded: std::sync::OnceLock<()>,
     /// The last taxonomy built, with the number of manifests it was built from. Guards the
@@ -144,38 +133,25 @@ pub struct Vfs<R> {
 }
 
 impl<R: Remote> Vfs<R> {
-    /// The namespace over `remote` and `cache`.
-    pub fn new(config: VfsConfig, remote: Arc<R>, cache: Arc<Cache>, async_threshold: u64) -> Arc<Self> {
-        let stats = Arc::new(Stats::default());
+    /// The namespace over the listing service and the materializer, keeping inode numbers
+    /// in `store` and counting in `stats`.
+    pub fn new(
+        config: VfsConfig,
+        dirs: Arc<Listings<R>>,
+        materializer: Arc<Materializer<R>>,
+        store: InodeStore,
+        stats: Arc<Stats>,
+    ) -> Arc<Self> {
         let inodes = InodeTable::new(&config.root);
-        let dirs = Dirs::new(
-            Arc::clone(&remote),
-            Arc::clone(&cache),
-            Arc::clone(&stats),
-            dir::DirConfig {
-                root: config.root.clone(),
-                fetch_timeout: config.fetch_timeout,
-                ttl: config.dir_ttl,
-                formats: config.formats.clone(),
-            },
-        );
-        let materializer = Materializer::new(
-            Arc::clone(&remote),
-            Arc::clone(&cache),
-            Arc::clone(&stats),
-            crate::materialize::MaterializeConfig { fetch_timeout: config.fetch_timeout, async_threshold },
-        );
         Arc::new(Vfs {
             config,
-            remote,
-            cache,
             stats,
             inodes,
+            store,
             dirs,
             materializer,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            searches: Mutex::new(HashMap::new()),
             taxonomy_loaded: std::sync::OnceLock::new(),
             taxonomy: Mutex::new(None),
             started: SystemTime::now(),
@@ -187,9 +163,9 @@ impl<R: Remote> Vfs<R> {
         &self.stats
     }
 
-    /// The cache.
-    pub fn cache(&self) -> &Arc<Cache> {
-        &self.cache
+    /// Assets with content and bytes of content in the cache.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.materializer.cache_usage()
     }
 
     /// The deadline of an operation that arrives now.
@@ -208,13 +184,13 @@ impl<R: Remote> Vfs<R> {
             return ino;
         }
         let key = node.key();
-        match self.cache.inode(&key) {
+        match self.store.get(&key) {
             Some(ino) => self.inodes.insert(node, ino),
             None => {
-                let fresh = self.cache.new_inode();
+                let fresh = self.store.fresh();
                 let ino = self.inodes.insert(node, fresh);
                 if ino == fresh {
-                    self.cache.put_inode(&key, ino);
+                    self.store.put(&key, ino);
                 }
                 ino
             }
@@ -231,16 +207,16 @@ impl<R: Remote> Vfs<R> {
             return;
         }
         let keys: Vec<String> = missing.iter().map(|(k, _)| k.clone()).collect();
-        let known = self.cache.inodes(&keys);
+        let known = self.store.get_many(&keys);
         for (key, node) in &missing {
             match known.get(key) {
                 Some(&ino) => {
                     self.inodes.insert(node, ino);
                 }
                 None => {
-                    let fresh = self.cache.new_inode();
+                    let fresh = self.store.fresh();
                     if self.inodes.insert(node, fresh) == fresh {
-                        self.cache.put_inode(key, fresh);
+                        self.store.put(key, fresh);
                     }
                 }
             }
@@ -265,7 +241,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// The listing child of an asset, if its folder's listing is known locally.
-    fn asset_child(&self, asset: &str) -> Option<dir::Child> {
+    fn asset_child(&self, asset: &str) -> Option<crate::listing::Child> {
         let (folder, name) = split(asset);
         self.dirs.known(folder)?.get(name).cloned()
     }
@@ -318,7 +294,7 @@ impl<R: Remote> Vfs<R> {
                     None if fetch => self.materializer.manifest(asset, deadline).await?,
                     None => return Ok(file(0, mtime, Duration::ZERO)),
                 };
-                let len = reserved::metadata_json(&manifest, &self.config.remote_url).len() as u64;
+                let len = reserved::metadata_json(&manifest, &self.dirs.asset_url(asset)).len() as u64;
                 Ok(file(len, mtime, self.config.dir_ttl))
             }
             Node::TagLink(..) | Node::SearchLink(..) => {
@@ -340,10 +316,7 @@ impl<R: Remote> Vfs<R> {
 
     /// The exact length of a rendition once it is in the cache or its transfer said it.
     fn rendition_size(&self, asset: &str, name: &str) -> Option<u64> {
-        if name == "original" {
-            return self.materializer.original_size(asset);
-        }
-        self.cache.rendition(asset, name).map(|r| r.size)
+        self.materializer.rendition_size(asset, name)
     }
 
     /// Looks `name` up in directory `parent`.
@@ -393,7 +366,7 @@ impl<R: Remote> Vfs<R> {
             }
             Node::SearchRoot => Node::SearchDir(name.to_string()),
             Node::SearchDir(words) => {
-                let results = self.search(words, deadline).await?;
+                let results = self.dirs.search(words, deadline).await?;
                 let (_, asset) = results.iter().find(|(n, _)| n == name).ok_or(FsError::NotFound)?;
                 Node::SearchLink(words.clone(), asset.clone())
             }
@@ -464,11 +437,10 @@ impl<R: Remote> Vfs<R> {
                     .collect()
             }
             Node::SearchRoot => {
-                let searches = self.searches.lock();
-                searches.keys().map(|w| (w.clone(), Node::SearchDir(w.clone()))).collect()
+                self.dirs.searched().into_iter().map(|w| (w.clone(), Node::SearchDir(w))).collect()
             }
             Node::SearchDir(words) => {
-                let results = self.search(words, deadline).await?;
+                let results = self.dirs.search(words, deadline).await?;
                 results.iter().map(|(n, a)| (n.clone(), Node::SearchLink(words.clone(), a.clone()))).collect()
             }
             _ => return Err(FsError::NotDir),

@@ -1,17 +1,17 @@
 //! The trees damfs adds to the remote's: `.metadata` JSON, the `.tags` taxonomy, `.search`
 //! results, and the `user.dam.*` extended attributes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
 use crate::materialize::Manifest;
 
 /// The `.metadata/<asset>.json` document of an asset.
-pub fn metadata_json(manifest: &Manifest, remote_url: &str) -> Vec<u8> {
+pub fn metadata_json(manifest: &Manifest, asset_url: &str) -> Vec<u8> {
     let doc = json!({
         "path": format!("/content/dam/{}", manifest.path),
-        "remote": remote_asset_url(remote_url, &manifest.path),
+        "remote": asset_url,
         "title": manifest.meta.title,
         "description": manifest.meta.description,
         "format": manifest.meta.format,
@@ -26,13 +26,6 @@ pub fn metadata_json(manifest: &Manifest, remote_url: &str) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     bytes.push(b'\n');
     bytes
-}
-
-/// The URL of an asset's original on the remote (for `user.dam.remote`): percent-encoded
-/// per segment, never with credentials.
-pub fn remote_asset_url(remote_url: &str, asset: &str) -> String {
-    let encoded: Vec<String> = asset.split('/').map(crate::remote::encode_segment).collect();
-    format!("{}/content/dam/{}", remote_url.trim_end_matches('/'), encoded.join("/"))
 }
 
 /// `user.dam.tags`: `id (title)` pairs joined by `, `.
@@ -93,35 +86,12 @@ impl Taxonomy {
         }
         let dirs = dirs
             .into_iter()
-            .map(|(path, (subtags, assets))| (path, TagDirEntry { subtags, links: link_names(assets) }))
+            .map(|(path, (subtags, assets))| {
+                (path, TagDirEntry { subtags, links: crate::names::link_names(assets) })
+            })
             .collect();
         Taxonomy { dirs }
     }
-}
-
-/// Names links after the assets' names; a name taken twice gets ` (2)`, ` (3)`… in the
-/// order of the assets' paths, so names are stable. A numbered name never takes a name an
-/// earlier link has, and every name fits NAME_MAX.
-pub fn link_names(assets: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
-    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut next: HashMap<String, usize> = HashMap::new();
-    let mut links = Vec::new();
-    for asset in assets {
-        let base = asset.rsplit('/').next().unwrap_or(&asset).to_string();
-        if crate::names::invalid_name(&base).is_some() {
-            continue;
-        }
-        let n = next.entry(base.clone()).or_insert(1);
-        let mut name = crate::names::numbered(&base, *n);
-        while taken.contains(&name) {
-            *n += 1;
-            name = crate::names::numbered(&base, *n);
-        }
-        *n += 1;
-        taken.insert(name.clone());
-        links.push((name, asset));
-    }
-    links
 }
 
 /// The target of a link `depth` directories below the mount root to `rel` (a path relative
@@ -157,7 +127,7 @@ mod tests {
         assert_eq!(links[0], ("hiking.jpg".to_string(), "we/en/hiking.jpg".to_string()));
         assert_eq!(links[1], ("hiking (2).jpg".to_string(), "we/fr/hiking.jpg".to_string()));
         // An asset really called `a (2).jpg` keeps its name; the second `a.jpg` gets (3).
-        let links = link_names(["x/a.jpg", "x/a (2).jpg", "y/a.jpg"].map(String::from));
+        let links = crate::names::link_names(["x/a.jpg", "x/a (2).jpg", "y/a.jpg"].map(String::from));
         let names: Vec<&str> = links.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a.jpg", "a (2).jpg", "a (3).jpg"]);
         assert_eq!(tag_dir("/content/cq:tags/ns/a/b"), "ns/a/b");

@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::Remote;
 use super::inode::Node;
-use super::{SEARCH_LIMIT, SearchResults, Vfs, dir, reserved};
+use super::{Vfs, reserved};
 use crate::error::{FsError, FsResult};
 use crate::materialize::Manifest;
-use crate::materialize::manifest::bounded;
-use crate::remote::Remote;
 
 impl<R: Remote> Vfs<R> {
     /// The target of a symbolic link.
@@ -54,13 +53,11 @@ impl<R: Remote> Vfs<R> {
         let node = self.node(ino)?;
         match (&*node, name) {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
-                let (assets, bytes) = self.cache.usage();
+                let (assets, bytes) = self.materializer.cache_usage();
                 let snapshot = self.stats.snapshot(assets, bytes);
                 serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))
             }
-            (Node::Asset(path), "user.dam.remote") => {
-                Ok(reserved::remote_asset_url(&self.config.remote_url, path).into_bytes())
-            }
+            (Node::Asset(path), "user.dam.remote") => Ok(self.dirs.asset_url(path).into_bytes()),
             (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {
                 let manifest = self.materializer.manifest(path, deadline).await?;
                 let value = match name {
@@ -71,7 +68,7 @@ impl<R: Remote> Vfs<R> {
                         .format
                         .clone()
                         .or_else(|| self.asset_child(path).and_then(|c| c.format))
-                        .unwrap_or_else(|| dir::guess_format(path).to_string()),
+                        .unwrap_or_else(|| crate::listing::guess_format(path).to_string()),
                 };
                 Ok(value.into_bytes())
             }
@@ -90,11 +87,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     fn taxonomy_now(&self) -> Arc<reserved::Taxonomy> {
-        self.taxonomy_loaded.get_or_init(|| {
-            for asset in self.cache.assets_with_manifest() {
-                self.materializer.cached_manifest(&asset);
-            }
-        });
+        self.taxonomy_loaded.get_or_init(|| self.materializer.load_stored_manifests());
         let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
         if let Some((count, built)) = &*self.taxonomy.lock()
             && *count == manifests.len()
@@ -106,31 +99,5 @@ impl<R: Remote> Vfs<R> {
         let built = Arc::new(reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m)));
         *self.taxonomy.lock() = Some((manifests.len(), Arc::clone(&built)));
         built
-    }
-
-    pub(super) async fn search(self: &Arc<Self>, words: &str, deadline: Instant) -> FsResult<SearchResults> {
-        if let Some((at, results)) = self.searches.lock().get(words)
-            && at.elapsed() < self.config.dir_ttl
-        {
-            return Ok(Arc::clone(results));
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let paths = bounded(
-            timeout,
-            || format!("search for {words:?}"),
-            self.remote.search(&self.config.root, words, SEARCH_LIMIT),
-        )
-        .await?;
-        let root = &self.config.root;
-        let mut paths: Vec<String> = paths
-            .into_iter()
-            .filter(|p| root.is_empty() || p.starts_with(&format!("{root}/")))
-            .filter(|p| p.split('/').all(|s| dir::invalid_name(s).is_none()))
-            .collect();
-        paths.sort();
-        paths.dedup();
-        let results = Arc::new(reserved::link_names(paths));
-        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)));
-        Ok(results)
     }
 }

@@ -2,9 +2,9 @@
 //! as a Siren href to take a name from, as a name to validate, and, one asset path a line,
 //! as the assets a `.tags` or `.search` directory names links after.
 
+use damfs::names::{invalid_name, link_names};
 use damfs::remote::{encode_segment, wire};
-use damfs::vfs::dir::invalid_name;
-use damfs::vfs::reserved::{link_names, link_target};
+use damfs::vfs::reserved::link_target;
 
 /// Feeds `data` to the functions that build or check names; they must return, whatever it
 /// holds. An encoded DAM path must decode back to the path.

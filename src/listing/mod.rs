@@ -1,8 +1,9 @@
-//! Folder listings: fetched from the remote (names, then attributes in bulk), checked
-//! (POSIX names, reserved names, formats), persisted in the cache, served from memory, and
-//! re-read after the TTL. A stale listing keeps serving while it is re-read in the
-//! background, and keeps serving if that re-read fails: the remote being away never
-//! takes a listing away.
+//! The listing and search service, beside the materializer under the namespace. Folder
+//! listings: fetched from the remote (names, then attributes in bulk), checked (POSIX
+//! names, reserved names, formats), persisted in the cache, served from memory, and re-read
+//! after the TTL. A stale listing keeps serving while it is re-read in the background, and
+//! keeps serving if that re-read fails: the remote being away never takes a listing away.
+//! Full-text searches ([`search`]) are remote queries whose results are kept for the TTL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +17,13 @@ use crate::cache::Cache;
 use crate::error::FsResult;
 use crate::flight::SingleFlight;
 use crate::materialize::manifest::bounded;
+use crate::names::invalid_name;
 use crate::remote::{EntryKind, Remote};
 use crate::stats::Stats;
+pub use formats::{Formats, guess_format};
+
+mod formats;
+pub mod search;
 
 /// Names reserved in every folder.
 pub const RENDITIONS: &str = ".renditions";
@@ -27,82 +33,6 @@ pub const METADATA: &str = ".metadata";
 pub const TAGS: &str = ".tags";
 /// Names reserved at the mount root.
 pub const SEARCH: &str = ".search";
-
-/// Which assets the mount shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Formats {
-    /// Images only (`image/*`), as the Connected Assets feature fetches.
-    Images,
-    /// Every asset.
-    All,
-    /// Assets whose MIME type is in the list (`image/*` style prefixes allowed).
-    List(Vec<String>),
-}
-
-impl Formats {
-    /// Parses `images`, `all`, or a list of MIME types separated by commas or colons (colons
-    /// survive mount(8)'s comma-separated `-o`).
-    pub fn parse(text: &str) -> Result<Formats, String> {
-        match text.trim() {
-            "images" | "image" | "image/*" => Ok(Formats::Images),
-            "all" | "*" => Ok(Formats::All),
-            list => {
-                let items: Vec<String> =
-                    list.split([',', ':']).map(|s| s.trim().to_ascii_lowercase()).collect();
-                if items.iter().any(|i| i.is_empty() || !i.contains('/')) {
-                    return Err(format!(
-                        "'{text}' is not 'images', 'all' or a list of MIME types like image/*,application/pdf"
-                    ));
-                }
-                Ok(Formats::List(items))
-            }
-        }
-    }
-
-    /// Whether an asset of this format (or, without one, this name) is shown.
-    pub fn allows(&self, format: Option<&str>, name: &str) -> bool {
-        let guessed;
-        let format = match format {
-            Some(f) => f.to_ascii_lowercase(),
-            None => {
-                guessed = guess_format(name);
-                guessed.to_string()
-            }
-        };
-        match self {
-            Formats::All => true,
-            Formats::Images => format.starts_with("image/"),
-            Formats::List(items) => items.iter().any(|i| match i.strip_suffix('*') {
-                Some(prefix) => format.starts_with(prefix),
-                None => format == *i,
-            }),
-        }
-    }
-}
-
-/// A MIME type from a file name's extension, for assets whose listing gave none.
-pub fn guess_format(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "tif" | "tiff" => "image/tiff",
-        "svg" => "image/svg+xml",
-        "bmp" => "image/bmp",
-        "avif" => "image/avif",
-        "heic" => "image/heic",
-        "psd" => "image/vnd.adobe.photoshop",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        "json" => "application/json",
-        "mp4" => "video/mp4",
-        _ => "application/octet-stream",
-    }
-}
-
-pub use crate::names::invalid_name;
 
 /// A child of a folder, with what `ls -l` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +89,7 @@ struct Held {
 
 /// How listings behave.
 #[derive(Debug, Clone)]
-pub struct DirConfig {
+pub struct ListingConfig {
     /// The folder that is the mount root (reserved names `.tags`, `.search` apply there).
     pub root: String,
     /// Bound on each remote request.
@@ -168,31 +98,47 @@ pub struct DirConfig {
     pub ttl: Duration,
     /// Which assets are shown.
     pub formats: Formats,
+    /// The remote's base URL (no credentials), for the URL of an asset.
+    pub remote_url: String,
 }
 
 /// The listings of a mount.
 #[derive(Debug)]
-pub struct Dirs<R> {
+pub struct Listings<R> {
     remote: Arc<R>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
-    config: DirConfig,
+    config: ListingConfig,
     /// Guards only the map; never held across I/O or an await.
     held: Mutex<HashMap<String, Held>>,
     flights: Arc<SingleFlight<String, Arc<Listing>>>,
+    /// Search results by words, with when they were fetched. Guards the map only.
+    searches: Mutex<HashMap<String, (Instant, search::Results)>>,
 }
 
-impl<R: Remote> Dirs<R> {
+impl<R: Remote> Listings<R> {
     /// Listings over `remote`, persisted in `cache`.
-    pub fn new(remote: Arc<R>, cache: Arc<Cache>, stats: Arc<Stats>, config: DirConfig) -> Arc<Self> {
-        Arc::new(Dirs {
+    pub fn new(remote: Arc<R>, cache: Arc<Cache>, stats: Arc<Stats>, config: ListingConfig) -> Arc<Self> {
+        Arc::new(Listings {
             remote,
             cache,
             stats,
             config,
             held: Mutex::new(HashMap::new()),
             flights: Arc::default(),
+            searches: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The folder mounted as the root.
+    pub fn root(&self) -> &str {
+        &self.config.root
+    }
+
+    /// The URL of an asset's original on the remote (for `user.dam.remote`): percent-encoded
+    /// per segment, never with credentials.
+    pub fn asset_url(&self, asset: &str) -> String {
+        crate::remote::asset_url(&self.config.remote_url, asset)
     }
 
     /// The listing of `folder` if one is known without the remote (memory or cache).
@@ -332,24 +278,5 @@ impl<R: Remote> Dirs<R> {
         let formats = &self.config.formats;
         children.retain(|c| c.folder || formats.allows(c.format.as_deref(), &c.name));
         Ok(Listing::new(children))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats() {
-        assert!(Formats::Images.allows(Some("image/jpeg"), "x.pdf"));
-        assert!(!Formats::Images.allows(Some("application/pdf"), "x.jpg"));
-        assert!(Formats::Images.allows(None, "x.JPG"));
-        assert!(!Formats::Images.allows(None, "x.txt"));
-        assert!(Formats::All.allows(None, "x.txt"));
-        let list = Formats::parse("image/png, application/*").unwrap();
-        assert_eq!(Formats::parse("image/png:application/*").unwrap(), list);
-        assert!(list.allows(Some("application/pdf"), "x"));
-        assert!(!list.allows(Some("image/jpeg"), "x"));
-        assert!(Formats::parse("jpeg").is_err());
     }
 }
