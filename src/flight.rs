@@ -13,9 +13,9 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::deadline::Deadline;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::error::{FsError, FsResult};
 
@@ -81,7 +81,7 @@ where
     /// A caller that joined work which then timed out on its own (it started before this
     /// caller arrived) starts it again while its own deadline allows: a remote that just
     /// recovered is asked again rather than answered with an older failure.
-    pub async fn run<F, Fut>(self: &Arc<Self>, key: K, deadline: Instant, what: &str, work: F) -> FsResult<V>
+    pub async fn run<F, Fut>(self: &Arc<Self>, key: K, deadline: Deadline, what: &str, work: F) -> FsResult<V>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = FsResult<V>> + Send + 'static,
@@ -89,9 +89,9 @@ where
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let retry = attempts < MAX_ATTEMPTS && Instant::now() < deadline;
+            let retry = attempts < MAX_ATTEMPTS && !deadline.passed();
             let mut slot = self.join(key.clone(), &work);
-            let outcome = tokio::time::timeout_at(deadline, slot.wait_for(|v| v.is_some())).await;
+            let outcome = tokio::time::timeout_at(deadline.instant(), slot.wait_for(|v| v.is_some())).await;
             let result = match outcome {
                 Ok(Ok(value)) => value.clone().unwrap_or(Err(FsError::Invalid)),
                 // Ended without an answer: cancelled as abandoned just as this caller joined,
@@ -158,7 +158,7 @@ mod tests {
     async fn concurrent_callers_share_one_work_and_failures_are_forgotten() {
         let flights: Arc<SingleFlight<&'static str, u32>> = Arc::default();
         let runs = Arc::new(AtomicUsize::new(0));
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Deadline::after(Duration::from_secs(5));
         let mut waiters = Vec::new();
         for _ in 0..16 {
             let (flights, runs) = (flights.clone(), runs.clone());
@@ -189,14 +189,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_caller_times_out_but_the_work_goes_on() {
         let flights: Arc<SingleFlight<u8, u8>> = Arc::default();
-        let short = Instant::now() + Duration::from_millis(20);
+        let short = Deadline::after(Duration::from_millis(20));
         let work = || async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(3)
         };
         assert!(matches!(flights.run(1, short, "x", work).await, Err(FsError::Timeout(_))));
         assert!(flights.in_flight(&1));
-        let long = Instant::now() + Duration::from_secs(5);
+        let long = Deadline::after(Duration::from_secs(5));
         assert_eq!(flights.run(1, long, "x", || async { Ok(9) }).await.unwrap(), 3);
     }
 
@@ -223,7 +223,7 @@ mod tests {
                 Ok(1)
             }
         };
-        let short = Instant::now() + Duration::from_millis(20);
+        let short = Deadline::after(Duration::from_millis(20));
         assert!(matches!(flights.run(1, short, "x", work).await, Err(FsError::Timeout(_))));
         // The work task notices that nobody waits any more.
         for _ in 0..10 {
@@ -236,7 +236,7 @@ mod tests {
         // With one caller still waiting, a caller that gives up cancels nothing.
         let (a, b) = (Arc::clone(&flights), Arc::clone(&flights));
         let patient = tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(7200);
+            let deadline = Deadline::after(Duration::from_secs(7200));
             a.run(2, deadline, "y", || async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok(5)
@@ -244,7 +244,7 @@ mod tests {
             .await
         });
         tokio::task::yield_now().await;
-        let short = Instant::now() + Duration::from_millis(20);
+        let short = Deadline::after(Duration::from_millis(20));
         let impatient = b.run(2, short, "y", || async { Ok(6) }).await;
         assert!(matches!(impatient, Err(FsError::Timeout(_))));
         assert_eq!(patient.await.unwrap().unwrap(), 5);
@@ -253,7 +253,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_panicking_work_leaves_no_poisoned_key() {
         let flights: Arc<SingleFlight<u8, u8>> = Arc::default();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Deadline::after(Duration::from_secs(5));
         let calls = Arc::new(AtomicUsize::new(0));
         let work = || {
             let calls = Arc::clone(&calls);

@@ -1,25 +1,28 @@
 //! damfs mounts a remote Adobe Experience Manager Assets DAM as a read-only Linux filesystem.
 //!
-//! The data path of a `cat` on the mount, top to bottom:
+//! The data path of a `cat` on the mount, top to bottom; each layer calls only the one below:
 //!
 //! ```text
-//! cli / config      flags and -o options -> one validated config
-//! mount             mount/unmount, background mode, signals
-//! fuse              kernel request -> vfs call -> reply (the only module naming fuser types)
-//! vfs               inode table, names, directory state, reserved trees (.renditions, .metadata)
-//! materialize       asset -> bytes once: single-flight, deadlines, sync vs async transfers
-//! cache             on-disk store: content files, index, LRU by bytes
-//! remote            the AEM Assets HTTP client (and a fake for tests)
+//! cli / config        flags and -o options -> one validated config
+//! mount               preflight, background daemon, wiring (mount::namespace), umount
+//! fuse                kernel request -> vfs call -> reply (the only module naming fuser types)
+//! vfs                 inode table, names, reserved trees (.renditions, .metadata, .tags, .search)
+//! listing | materialize   listings and searches | asset -> bytes once (manifests, transfers)
+//! cache | remote      on-disk store (content, index, LRU) | the AEM Assets HTTP client
 //! ```
 //!
-//! Beside it: `serve`, the sample DAM (`damfs serve`), and `sample`, which generates the
-//! sample data it serves.
+//! vfs keeps one thing in the cache itself, inode numbers, through `cache::InodeStore`.
+//! Shared by several layers and depending on none: `flight` (single-flight), `deadline`
+//! (a caller's deadline, a step's budget), `names` (the one rule for file names), `digest`,
+//! `error`, `stats`. Beside the mount: `serve`, the sample DAM (`damfs serve`), and `sample`,
+//! which generates the sample data it serves.
 
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod digest;
 pub mod error;

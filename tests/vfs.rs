@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damfs::cache::Cache;
+use damfs::deadline::Deadline;
 use damfs::error::FsError;
 use damfs::listing::Formats;
 use damfs::mount::{Layout, namespace};
@@ -12,7 +13,6 @@ use damfs::remote::RemoteErrorKind;
 use damfs::remote::fake::{FakeAsset, FakeRemote, Method};
 use damfs::vfs::inode::ROOT_INO;
 use damfs::vfs::{Kind, Vfs};
-use tokio::time::Instant;
 
 const RENDITIONS: [&str; 4] = [
     "cq5dam.thumbnail.48.48.png",
@@ -74,8 +74,8 @@ fn setup(remote: Arc<FakeRemote>, timeout: Duration, threshold: u64) -> Setup {
     Setup { vfs, remote, cache, _dir: dir }
 }
 
-fn soon() -> Instant {
-    Instant::now() + Duration::from_secs(5)
+fn soon() -> Deadline {
+    Deadline::after(Duration::from_secs(5))
 }
 
 async fn read_all(vfs: &Arc<Vfs<FakeRemote>>, ino: u64) -> Result<Vec<u8>, FsError> {
@@ -353,7 +353,7 @@ async fn a_readdir_numbers_its_entries_in_a_few_index_queries() {
         formats: Formats::Images,
         async_threshold: 10 << 20,
     };
-    let deadline = || Instant::now() + Duration::from_secs(10);
+    let deadline = || Deadline::after(Duration::from_secs(10));
     let mut first_inos = Vec::new();
     for mount in 0..2 {
         let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());

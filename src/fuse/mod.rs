@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
+use crate::deadline::Deadline;
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -19,7 +20,6 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod convert;
@@ -86,7 +86,7 @@ impl<R: Remote> DamFs<R> {
     fn dispatch<T, W, Fut, D>(&self, work: W, done: D)
     where
         T: Send + 'static,
-        W: FnOnce(Arc<Vfs<R>>, Instant) -> Fut,
+        W: FnOnce(Arc<Vfs<R>>, Deadline) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
         D: FnOnce(T, &Vfs<R>) + Send + 'static,
     {

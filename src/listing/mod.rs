@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::cache::Cache;
+use crate::deadline::{Budget, Deadline};
 use crate::error::FsResult;
 use crate::flight::SingleFlight;
-use crate::materialize::manifest::bounded;
 use crate::names::invalid_name;
 use crate::remote::{EntryKind, Remote};
 use crate::stats::Stats;
@@ -92,8 +92,8 @@ struct Held {
 pub struct ListingConfig {
     /// The folder that is the mount root (reserved names `.tags`, `.search` apply there).
     pub root: String,
-    /// Bound on each remote request.
-    pub fetch_timeout: Duration,
+    /// The budget of each remote request.
+    pub step: Budget,
     /// Age after which a listing is re-read.
     pub ttl: Duration,
     /// Which assets are shown.
@@ -101,6 +101,10 @@ pub struct ListingConfig {
     /// The remote's base URL (no credentials), for the URL of an asset.
     pub remote_url: String,
 }
+
+/// Steps' worth of budget a background re-read of a listing gets in all (its pages and the
+/// attributes query, one step each on a small folder).
+const REFRESH_STEPS: u32 = 3;
 
 /// The listings of a mount.
 #[derive(Debug)]
@@ -164,7 +168,7 @@ impl<R: Remote> Listings<R> {
 
     /// The listing of `folder`: from memory if fresh; stale ones are served at once and
     /// re-read in the background; unknown ones are fetched within `deadline`.
-    pub async fn get(self: &Arc<Self>, folder: &str, deadline: Instant) -> FsResult<Arc<Listing>> {
+    pub async fn get(self: &Arc<Self>, folder: &str, deadline: Deadline) -> FsResult<Arc<Listing>> {
         let fresh = {
             let held = self.held.lock();
             held.get(folder)
@@ -189,7 +193,7 @@ impl<R: Remote> Listings<R> {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let deadline = Instant::now() + this.config.fetch_timeout * 3;
+            let deadline = this.config.step.times(REFRESH_STEPS).deadline();
             if let Err(e) = this.fetch(&key, deadline).await {
                 log::warn!("/{key}: re-reading the listing failed, the old one keeps serving: {e}");
                 // Try again after another TTL, not at every lookup: an offline mount would
@@ -201,7 +205,7 @@ impl<R: Remote> Listings<R> {
         });
     }
 
-    async fn fetch(self: &Arc<Self>, folder: &str, deadline: Instant) -> FsResult<Arc<Listing>> {
+    async fn fetch(self: &Arc<Self>, folder: &str, deadline: Deadline) -> FsResult<Arc<Listing>> {
         let key = folder.to_string();
         self.flights
             .run(key.clone(), deadline, &format!("listing /{folder}"), || {
@@ -222,8 +226,8 @@ impl<R: Remote> Listings<R> {
     }
 
     async fn read_remote(&self, folder: &str) -> FsResult<Listing> {
-        let timeout = self.config.fetch_timeout;
-        let raw = bounded(timeout, || format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
+        let step = self.config.step;
+        let raw = step.run(|| format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
         Stats::add(&self.stats.listings_fetched, 1);
         let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
         let is_root = folder == self.config.root;
@@ -256,12 +260,9 @@ impl<R: Remote> Listings<R> {
         let assets: Vec<String> =
             children.iter().filter(|c| !c.folder).map(|c| format!("{prefix}{}", c.name)).collect();
         if !assets.is_empty() {
-            let attrs = bounded(
-                timeout,
-                || format!("attributes of /{folder}"),
-                self.remote.folder_attrs(folder, &assets),
-            )
-            .await?;
+            let attrs = step
+                .run(|| format!("attributes of /{folder}"), self.remote.folder_attrs(folder, &assets))
+                .await?;
             let by_name: HashMap<&str, &crate::remote::AssetAttrs> =
                 attrs.iter().map(|a| (a.path.rsplit('/').next().unwrap_or(&a.path), a)).collect();
             for child in children.iter_mut().filter(|c| !c.folder) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Listings;
+use crate::deadline::Deadline;
 use crate::error::FsResult;
-use crate::materialize::manifest::bounded;
 use crate::remote::Remote;
 
 /// Most search results listed in a `.search` directory.
@@ -23,20 +23,16 @@ impl<R: Remote> Listings<R> {
     }
 
     /// The assets under the root matching `words`, from memory within the TTL.
-    pub async fn search(self: &Arc<Self>, words: &str, deadline: Instant) -> FsResult<Results> {
+    pub async fn search(self: &Arc<Self>, words: &str, deadline: Deadline) -> FsResult<Results> {
         if let Some((at, results)) = self.searches.lock().get(words)
             && at.elapsed() < self.config.ttl
         {
             return Ok(Arc::clone(results));
         }
-        let timeout = deadline.saturating_duration_since(Instant::now());
         let root = &self.config.root;
-        let paths = bounded(
-            timeout,
-            || format!("search for {words:?}"),
-            self.remote.search(root, words, SEARCH_LIMIT),
-        )
-        .await?;
+        let paths = deadline
+            .run(|| format!("search for {words:?}"), self.remote.search(root, words, SEARCH_LIMIT))
+            .await?;
         let mut paths: Vec<String> = paths
             .into_iter()
             .filter(|p| root.is_empty() || p.starts_with(&format!("{root}/")))

@@ -2,12 +2,12 @@
 //! titles, and the rendition list. Fetched on first need, stored in the cache as JSON.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::deadline::Budget;
 use crate::error::{FsError, FsResult};
 use crate::remote::{AssetMetadata, Remote, TagInfo};
 
@@ -68,28 +68,16 @@ pub struct TagTitles {
     known: Mutex<HashMap<String, TagInfo>>,
 }
 
-/// Runs one remote call with the fetch timeout, turning the elapsed timeout into an error
-/// that names `what`.
-pub async fn bounded<T, F>(timeout: Duration, what: impl FnOnce() -> String, fut: F) -> FsResult<T>
-where
-    F: std::future::Future<Output = crate::remote::RemoteResult<T>>,
-{
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(result) => result.map_err(FsError::from),
-        Err(_) => Err(FsError::Timeout(what())),
-    }
-}
-
-/// Fetches the manifest of `asset` from the remote, each request bounded by `timeout`.
+/// Fetches the manifest of `asset` from the remote, each request a step of `step`.
 pub async fn fetch<R: Remote>(
     remote: &R,
     titles: &TagTitles,
     asset: &str,
-    timeout: Duration,
+    step: Budget,
 ) -> FsResult<Manifest> {
     let (metadata, renditions) = tokio::join!(
-        bounded(timeout, || format!("metadata of {asset}"), remote.asset_metadata(asset)),
-        bounded(timeout, || format!("renditions of {asset}"), remote.renditions(asset)),
+        step.run(|| format!("metadata of {asset}"), remote.asset_metadata(asset)),
+        step.run(|| format!("renditions of {asset}"), remote.renditions(asset)),
     );
     let metadata = metadata?;
     let mut renditions: Vec<RenditionEntry> = renditions?
@@ -115,7 +103,7 @@ pub async fn fetch<R: Remote>(
     renditions.dedup_by(|a, b| a.name == b.name);
 
     let tags = futures_util::stream::iter(metadata.tags.iter().cloned())
-        .map(|id| async move { resolve_tag(remote, titles, &id, timeout).await })
+        .map(|id| async move { resolve_tag(remote, titles, &id, step).await })
         .buffered(TAG_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
@@ -133,16 +121,11 @@ pub async fn fetch<R: Remote>(
 
 /// A tag that the remote does not know (404) keeps its ID and takes its last segment as
 /// title: an asset must not become unreadable because a tag was deleted.
-async fn resolve_tag<R: Remote>(
-    remote: &R,
-    titles: &TagTitles,
-    id: &str,
-    timeout: Duration,
-) -> FsResult<TagRef> {
+async fn resolve_tag<R: Remote>(remote: &R, titles: &TagTitles, id: &str, step: Budget) -> FsResult<TagRef> {
     if let Some(known) = titles.known.lock().get(id) {
         return Ok(TagRef { id: known.resolved_id.clone(), title: known.title.clone() });
     }
-    match bounded(timeout, || format!("tag {id}"), remote.tag(id)).await {
+    match step.run(|| format!("tag {id}"), remote.tag(id)).await {
         Ok(info) => {
             let tag = TagRef { id: info.resolved_id.clone(), title: info.title.clone() };
             titles.known.lock().insert(id.to_string(), info);

@@ -10,11 +10,10 @@ pub mod transfer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::deadline::{Budget, Deadline};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
@@ -30,8 +29,8 @@ const RENDITION_CONCURRENCY: usize = 4;
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
 pub struct MaterializeConfig {
-    /// Bound on every remote step.
-    pub fetch_timeout: Duration,
+    /// The budget of every remote step.
+    pub step: Budget,
     /// Renditions larger than this are transferred in the background.
     pub async_threshold: u64,
 }
@@ -214,7 +213,7 @@ impl<R: Remote> Materializer<R> {
     }
 
     /// The manifest of `asset`, from the cache or the remote.
-    pub async fn manifest(self: &Arc<Self>, asset: &str, deadline: Instant) -> FsResult<Arc<Manifest>> {
+    pub async fn manifest(self: &Arc<Self>, asset: &str, deadline: Deadline) -> FsResult<Arc<Manifest>> {
         if let Some(m) = self.cached_manifest(asset) {
             return Ok(m);
         }
@@ -228,7 +227,7 @@ impl<R: Remote> Materializer<R> {
     }
 
     async fn fetch_manifest(self: Arc<Self>, key: String) -> FsResult<Arc<Manifest>> {
-        let m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.fetch_timeout).await?;
+        let m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.step).await?;
         Stats::add(&self.stats.manifests_fetched, 1);
         let json =
             serde_json::to_string(&m).map_err(|e| FsError::Internal(format!("manifest of {key}: {e}")))?;
@@ -254,7 +253,7 @@ impl<R: Remote> Materializer<R> {
     pub async fn materialize(
         self: &Arc<Self>,
         asset: &str,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> FsResult<Arc<AssetContent>> {
         let held = self.contents.lock().get(asset).cloned();
         if let Some(content) = held {
@@ -328,7 +327,7 @@ impl<R: Remote> Materializer<R> {
 
     async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
         // The flight bounds each remote step; the manifest wait gets the same budget.
-        let manifest = self.manifest(asset, Instant::now() + self.config.fetch_timeout).await?;
+        let manifest = self.manifest(asset, self.config.step.deadline()).await?;
         let _pin = PinGuard::new(&self.cache, asset);
         let size_of =
             |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.meta.size } else { None });
@@ -356,7 +355,7 @@ impl<R: Remote> Materializer<R> {
                 rendition: r.name.clone(),
                 sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
                 expected: size,
-                idle_timeout: self.config.fetch_timeout,
+                step: self.config.step,
                 keep: !uncached,
             };
             need = need.saturating_add(size.unwrap_or(0));
@@ -454,7 +453,7 @@ impl<R: Remote> Materializer<R> {
         self: &Arc<Self>,
         asset: &str,
         rendition: &str,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> FsResult<OpenRendition> {
         match self.open_once(asset, rendition, deadline).await {
             // Removed under us (eviction, `damfs cache verify`): fetch it again, once.
@@ -470,7 +469,7 @@ impl<R: Remote> Materializer<R> {
         self: &Arc<Self>,
         asset: &str,
         rendition: &str,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> FsResult<OpenRendition> {
         let content = self.materialize(asset, deadline).await?;
         // A transfer may finish (and rename its file) between reading the state and

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cache::Cache;
+use crate::deadline::{Budget, Deadline};
 use crate::digest::hex;
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
@@ -59,12 +60,12 @@ impl Transfer {
 
     /// Waits until bytes `[0, end)` are written (or the transfer ended), until `deadline`.
     /// Returns the progress seen then.
-    pub async fn wait_for(&self, end: u64, deadline: Instant, what: &str) -> FsResult<Progress> {
+    pub async fn wait_for(&self, end: u64, deadline: Deadline, what: &str) -> FsResult<Progress> {
         let mut rx = self.progress.subscribe();
         let ready = rx.wait_for(|p| {
             p.written >= end || p.total.is_some_and(|t| p.written >= t) || !matches!(p.phase, Phase::Running)
         });
-        match tokio::time::timeout_at(deadline, ready).await {
+        match tokio::time::timeout_at(deadline.instant(), ready).await {
             Ok(Ok(p)) => match &p.phase {
                 Phase::Failed(e) => Err(e.clone()),
                 _ => Ok(p.clone()),
@@ -96,7 +97,7 @@ pub struct Job {
     /// Length the listing announced (`:jcr:data`, or `dam:size` for the original), a hint.
     pub expected: Option<u64>,
     /// Longest wait for any single step (connect, headers, next chunk).
-    pub idle_timeout: Duration,
+    pub step: Budget,
     /// Whether the bytes enter the cache; if not, they stay in the temporary file.
     pub keep: bool,
 }
@@ -252,7 +253,7 @@ async fn run<R: Remote>(
     let what = || format!("{} rendition {}", job.asset, job.rendition);
     let started = Instant::now();
     let download =
-        match tokio::time::timeout(job.idle_timeout, remote.fetch(&job.asset, &job.rendition, None)).await {
+        match tokio::time::timeout(job.step.step(), remote.fetch(&job.asset, &job.rendition, None)).await {
             Ok(result) => result?,
             Err(_) => return Err(FsError::Timeout(what())),
         };
@@ -262,7 +263,7 @@ async fn run<R: Remote>(
     // A transfer of known length must also end in time, however steadily it trickles.
     let known = total.or(job.expected).map(|n| n.min(limit));
     let overall =
-        known.map(|n| started + job.idle_timeout + Duration::from_secs(n / FLOOR_RATE).max(job.idle_timeout));
+        known.map(|n| started + job.step.step() + Duration::from_secs(n / FLOOR_RATE).max(job.step.step()));
     let mut body = download.body;
     let mut sink = Sink {
         file,
@@ -285,7 +286,7 @@ async fn run<R: Remote>(
                 continue;
             }
             None => {
-                let idle = Instant::now() + job.idle_timeout;
+                let idle = job.step.deadline().instant();
                 let wait_until = overall.map_or(idle, |o| o.min(idle));
                 match tokio::time::timeout_at(wait_until, body.next()).await {
                     Ok(next) => next,

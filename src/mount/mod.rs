@@ -1,7 +1,7 @@
-//! Mounting and unmounting: `damfs mount` checks what would make it fail ([`preflight`]),
-//! then mounts in the foreground or starts a daemon and waits for its word ([`daemon`]);
+//! Mounting and unmounting: `damfs mount` checks what would make it fail (`preflight`),
+//! then mounts in the foreground or starts a daemon and waits for its word (`daemon`);
 //! the daemon wires the layers together over any [`Remote`], serves until unmounted, and
-//! handles signals. `damfs umount` and the lazy detach live in [`unmount`].
+//! handles signals. `damfs umount` and the lazy detach live in `unmount`.
 
 mod daemon;
 pub mod mountinfo;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::MountConfig;
+use crate::deadline::Budget;
 use crate::fuse::session::{MountSpec, Session};
 use crate::listing::{Formats, ListingConfig, Listings};
 use crate::materialize::{MaterializeConfig, Materializer};
@@ -179,7 +180,7 @@ pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -
         Arc::clone(&stats),
         ListingConfig {
             root: layout.root.clone(),
-            fetch_timeout: layout.fetch_timeout,
+            step: Budget::new(layout.fetch_timeout),
             ttl: layout.dir_ttl,
             formats: layout.formats,
             remote_url: layout.remote_url,
@@ -189,9 +190,12 @@ pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -
         remote,
         Arc::clone(&cache),
         Arc::clone(&stats),
-        MaterializeConfig { fetch_timeout: layout.fetch_timeout, async_threshold: layout.async_threshold },
+        MaterializeConfig {
+            step: Budget::new(layout.fetch_timeout),
+            async_threshold: layout.async_threshold,
+        },
     );
     let config =
-        VfsConfig { root: layout.root, fetch_timeout: layout.fetch_timeout, dir_ttl: layout.dir_ttl };
+        VfsConfig { root: layout.root, request_timeout: layout.fetch_timeout, dir_ttl: layout.dir_ttl };
     Vfs::new(config, listings, materializer, crate::cache::InodeStore::new(cache), stats)
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::time::Instant;
+use crate::deadline::Deadline;
 
 use super::Remote;
 use super::inode::Node;
@@ -15,7 +15,7 @@ use crate::error::{FsError, FsResult};
 
 impl<R: Remote> Vfs<R> {
     /// Opens a file for reading. Any write access is refused.
-    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32, deadline: Instant) -> FsResult<Opened> {
+    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32, deadline: Deadline) -> FsResult<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0 {
             return Err(FsError::ReadOnly);
         }
@@ -79,7 +79,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// Reads from an open handle; waits (until `deadline`) for bytes still in transfer.
-    pub async fn read(&self, fh: u64, offset: u64, size: u32, deadline: Instant) -> FsResult<Vec<u8>> {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32, deadline: Deadline) -> FsResult<Vec<u8>> {
         let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::Invalid)?;
         match &*handle {
             Handle::Bytes(bytes) => {

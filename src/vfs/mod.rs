@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
+use crate::deadline::Deadline;
 use parking_lot::Mutex;
-use tokio::time::Instant;
 
 use crate::cache::InodeStore;
 use crate::error::{FsError, FsResult};
@@ -105,8 +105,8 @@ enum Handle {
 pub struct VfsConfig {
     /// DAM path of the folder mounted as the root.
     pub root: String,
-    /// Bound on each operation that needs the remote.
-    pub fetch_timeout: Duration,
+    /// How long a kernel request may wait for the remote (its [`Deadline`]).
+    pub request_timeout: Duration,
     /// How long the kernel may keep what does not change before a listing is re-read.
     pub dir_ttl: Duration,
 }
@@ -169,8 +169,8 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// The deadline of an operation that arrives now.
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + self.config.fetch_timeout
+    pub fn deadline(&self) -> Deadline {
+        Deadline::after(self.config.request_timeout)
     }
 
     fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
@@ -253,7 +253,7 @@ impl<R: Remote> Vfs<R> {
         node: &Node,
         ino: u64,
         fetch: bool,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> FsResult<Entry> {
         if node.is_dir() {
             return Ok(self.dir_attr(ino));
@@ -320,14 +320,14 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// Looks `name` up in directory `parent`.
-    pub async fn lookup(self: &Arc<Self>, parent: u64, name: &str, deadline: Instant) -> FsResult<Entry> {
+    pub async fn lookup(self: &Arc<Self>, parent: u64, name: &str, deadline: Deadline) -> FsResult<Entry> {
         let node = self.node(parent)?;
         let child = self.child(&node, name, deadline).await?;
         let ino = self.ino(&child);
         self.entry(&child, ino, true, deadline).await
     }
 
-    async fn child(self: &Arc<Self>, node: &Node, name: &str, deadline: Instant) -> FsResult<Node> {
+    async fn child(self: &Arc<Self>, node: &Node, name: &str, deadline: Deadline) -> FsResult<Node> {
         Ok(match node {
             Node::Folder(folder) => {
                 let is_root = *folder == self.config.root;
@@ -381,7 +381,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// The asset `name` of `folder`, checked against the folder's listing.
-    async fn asset_in(self: &Arc<Self>, folder: &str, name: &str, deadline: Instant) -> FsResult<String> {
+    async fn asset_in(self: &Arc<Self>, folder: &str, name: &str, deadline: Deadline) -> FsResult<String> {
         let listing = self.dirs.get(folder, deadline).await?;
         match listing.get(name) {
             Some(child) if !child.folder => Ok(join(folder, name)),
@@ -390,13 +390,13 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// Attributes of an inode.
-    pub async fn getattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Entry> {
+    pub async fn getattr(self: &Arc<Self>, ino: u64, deadline: Deadline) -> FsResult<Entry> {
         let node = self.node(ino)?;
         self.entry(&node, ino, true, deadline).await
     }
 
     /// Every entry of a directory, `.` and `..` excluded, with attributes.
-    pub async fn readdir(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<DirItem>> {
+    pub async fn readdir(self: &Arc<Self>, ino: u64, deadline: Deadline) -> FsResult<Vec<DirItem>> {
         let node = self.node(ino)?;
         let children: Vec<(String, Node)> = match &*node {
             Node::Folder(folder) => {

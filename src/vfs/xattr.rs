@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
+use crate::deadline::Deadline;
 
 use super::Remote;
 use super::inode::Node;
@@ -31,7 +31,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// Names of the extended attributes of a node.
-    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Instant) -> FsResult<Vec<String>> {
+    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Deadline) -> FsResult<Vec<String>> {
         let node = self.node(ino)?;
         Ok(match &*node {
             Node::Folder(f) if *f == self.config.root => vec![crate::stats::XATTR.into()],
@@ -49,7 +49,7 @@ impl<R: Remote> Vfs<R> {
     }
 
     /// The value of an extended attribute.
-    pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Instant) -> FsResult<Vec<u8>> {
+    pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Deadline) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
         match (&*node, name) {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
