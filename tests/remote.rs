@@ -501,7 +501,9 @@ async fn once_a_redirect_chain_leaves_the_dam_no_hop_carries_credentials() {
         *bases.lock().unwrap() = (dam.url(), blob.url());
         let remote = client(&dam.url(), credentials);
 
-        let cases: [(&str, &[u8], &[(&str, bool)]); 3] = [
+        // (asset, bytes it reads, (hop, whether it carries Authorization))
+        type Case<'a> = (&'a str, &'a [u8], &'a [(&'a str, bool)]);
+        let cases: [Case; 3] = [
             ("two.jpg", b"two hops", &[("/b/1", false), ("/b/2", false)]),
             ("home.jpg", b"came back", &[("/b/home", false), ("/b/home2", false), ("/a/back", false)]),
             ("three.jpg", b"came back", &[("/a/second", true), ("/b/out", false), ("/a/back", false)]),
