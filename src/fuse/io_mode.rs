@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use fuser::BackingId;
+use fuser::{BackingId, Errno, FileHandle, FopenFlags, INodeNo, ReplyOpen};
+use parking_lot::Mutex;
+
+use crate::remote::Remote;
+use crate::stats::Stats;
+use crate::vfs::{Opened, Vfs};
 
 /// How the kernel reads an open inode. The kernel allows one mode per inode at a time:
 /// every open of an inode in passthrough mode must name the same backing file, and an inode
@@ -37,6 +42,66 @@ impl IoModes {
         if last {
             // Dropping a BackingId closes it in the kernel.
             self.by_ino.remove(&ino);
+        }
+    }
+}
+
+/// Answers an OPEN that the namespace granted: in passthrough mode when the inode is read
+/// that way already, or is not open and the kernel takes the backing file; through the
+/// daemon otherwise. A complete file stays complete, so a passthrough inode refuses a
+/// handle without a backing file (EBUSY).
+pub(super) fn reply_open<R: Remote>(
+    io: &Mutex<IoModes>,
+    passthrough: bool,
+    ino: INodeNo,
+    opened: &Opened,
+    vfs: &Vfs<R>,
+    reply: ReplyOpen,
+) {
+    let fh = FileHandle(opened.fh);
+    // The table lock is held across the reply so that the table always says
+    // what the kernel was told; replies do not block.
+    let mut io = io.lock();
+    io.handles.insert(opened.fh, ino.0);
+    match io.by_ino.get_mut(&ino.0) {
+        Some(IoMode::Passthrough { id, opens }) if opened.backing.is_some() => {
+            *opens += 1;
+            Stats::add(&vfs.stats().passthrough_opens, 1);
+            reply.opened_passthrough(fh, FopenFlags::empty(), id);
+        }
+        Some(IoMode::Passthrough { .. }) => {
+            // A complete file stays complete; a passthrough inode cannot get a
+            // handle without a backing file.
+            io.handles.remove(&opened.fh);
+            vfs.release(opened.fh);
+            reply.error(Errno::EBUSY);
+        }
+        Some(IoMode::Cached { opens }) => {
+            *opens += 1;
+            reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
+        }
+        None => {
+            let id = match &opened.backing {
+                Some(file) if passthrough => match reply.open_backing(&**file) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        log::debug!("passthrough refused ({e}); reading through the daemon");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            match id {
+                Some(id) => {
+                    Stats::add(&vfs.stats().passthrough_opens, 1);
+                    reply.opened_passthrough(fh, FopenFlags::empty(), &id);
+                    io.by_ino.insert(ino.0, IoMode::Passthrough { id, opens: 1 });
+                }
+                None => {
+                    reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
+                    io.by_ino.insert(ino.0, IoMode::Cached { opens: 1 });
+                }
+            }
         }
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::deadline::Deadline;
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -27,11 +27,10 @@ mod io_mode;
 pub mod session;
 
 use convert::{errno, fuse_attr, name_str, reply_xattr};
-use io_mode::{IoMode, IoModes};
+use io_mode::{IoModes, reply_open};
 
 use crate::error::FsError;
 use crate::remote::Remote;
-use crate::stats::Stats;
 use crate::vfs::{Attr, DirItem, Entry, Kind, Vfs};
 
 /// The filesystem handed to fuser.
@@ -221,53 +220,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
                     Ok(o) => o,
                     Err(err) => return reply.error(errno(vfs.stats(), "open", err)),
                 };
-                let fh = FileHandle(opened.fh);
-                // The table lock is held across the reply so that the table always says
-                // what the kernel was told; replies do not block.
-                let mut io = io.lock();
-                io.handles.insert(opened.fh, ino.0);
-                match io.by_ino.get_mut(&ino.0) {
-                    Some(IoMode::Passthrough { id, opens }) if opened.backing.is_some() => {
-                        *opens += 1;
-                        Stats::add(&vfs.stats().passthrough_opens, 1);
-                        reply.opened_passthrough(fh, FopenFlags::empty(), id);
-                    }
-                    Some(IoMode::Passthrough { .. }) => {
-                        // A complete file stays complete; a passthrough inode cannot get a
-                        // handle without a backing file.
-                        io.handles.remove(&opened.fh);
-                        vfs.release(opened.fh);
-                        reply.error(Errno::EBUSY);
-                    }
-                    Some(IoMode::Cached { opens }) => {
-                        *opens += 1;
-                        reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
-                    }
-                    None => {
-                        let id = match &opened.backing {
-                            Some(file) if passthrough => match reply.open_backing(&**file) {
-                                Ok(id) => Some(id),
-                                Err(e) => {
-                                    log::debug!("passthrough refused ({e}); reading through the daemon");
-                                    None
-                                }
-                            },
-                            _ => None,
-                        };
-                        match id {
-                            Some(id) => {
-                                Stats::add(&vfs.stats().passthrough_opens, 1);
-                                reply.opened_passthrough(fh, FopenFlags::empty(), &id);
-                                io.by_ino.insert(ino.0, IoMode::Passthrough { id, opens: 1 });
-                            }
-                            None => {
-                                reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
-                                io.by_ino.insert(ino.0, IoMode::Cached { opens: 1 });
-                            }
-                        }
-                    }
-                }
-                drop(io);
+                reply_open(&io, passthrough, ino, &opened, vfs, reply);
                 if opened.stale_attr {
                     // After the reply, never inside it: the kernel holds the inode meanwhile.
                     std::thread::spawn(move || {
