@@ -329,7 +329,10 @@ fn a_stalled_remote_times_out_while_the_cache_keeps_serving() {
         let result = std::fs::File::open(&cold_path).and_then(|mut f| f.read_to_end(&mut Vec::new()));
         (start.elapsed(), result.err().and_then(|e| e.raw_os_error()))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(10), || server.catalog().stalled() > 0),
+        "the open never reached the server"
+    );
     let start = Instant::now();
     assert_eq!(std::fs::read(mount.path(&cached)).unwrap(), std::fs::read(root.join(&cached)).unwrap());
     assert!(start.elapsed() < Duration::from_millis(500), "a cached read waited {:?}", start.elapsed());

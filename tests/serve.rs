@@ -852,7 +852,11 @@ async fn stall_holds_requests_until_cleared() {
         let patient = client(Duration::from_secs(20));
         async move { patient.get(&url).send().await.map(|r| r.status().as_u16()) }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while catalog.stalled() == 0 {
+        assert!(Instant::now() < deadline, "the patient request never reached the stall");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = Instant::now();
     tokio::task::block_in_place(|| server.stop());
     assert!(started.elapsed() < Duration::from_secs(8), "stop took {:?}", started.elapsed());

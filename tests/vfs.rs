@@ -152,18 +152,19 @@ async fn concurrent_opens_share_one_fetch() {
     }
 }
 
-#[tokio::test]
+// The clock is paused: time moves only when every task waits, so the timeout is exact.
+#[tokio::test(start_paused = true)]
 async fn a_stall_times_out_leaves_nothing_and_is_not_remembered() {
     let s = setup(remote(), Duration::from_millis(300), 10 << 20);
     let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
     s.remote.set_stall(true);
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let deadline = s.vfs.deadline();
     let err = s.vfs.open(a, libc::O_RDONLY, deadline).await.unwrap_err();
     assert!(matches!(err, FsError::Timeout(_)), "{err}");
     assert_eq!(err.errno(), libc::ETIMEDOUT);
-    assert!(start.elapsed() < Duration::from_millis(800), "{:?}", start.elapsed());
+    assert_eq!(start.elapsed(), Duration::from_millis(300), "the open waited exactly its deadline");
     assert!(s.cache.renditions("we/a.jpg").is_empty());
     s.remote.set_stall(false);
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
@@ -182,18 +183,19 @@ async fn a_broken_body_never_enters_the_cache() {
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn large_renditions_stream_in_the_background() {
     let s = setup(remote(), Duration::from_secs(5), 1000);
     s.remote.set_chunk_size(512);
     s.remote.set_chunk_delay(Duration::from_millis(50));
     let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     let b = s.vfs.lookup(we, "b.jpg", soon()).await.unwrap().attr.ino;
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let opened = s.vfs.open(b, libc::O_RDONLY, soon()).await.unwrap();
     let open_took = start.elapsed();
-    // 7000 bytes at 512 bytes per 50 ms take ~700 ms; open returned well before that.
-    assert!(open_took < Duration::from_millis(450), "open waited for the large original: {open_took:?}");
+    // 7000 bytes at 512 bytes per 50 ms take 700 ms of the paused clock; the small
+    // renditions (one chunk each) take 50 ms, and open waits for nothing else.
+    assert!(open_took < Duration::from_millis(700), "open waited for the large original: {open_took:?}");
     let first = s.vfs.read(opened.fh, 0, 100, soon()).await.unwrap();
     assert_eq!(first.len(), 100);
     let tail = s.vfs.read(opened.fh, 6900, 4096, soon()).await.unwrap();

@@ -48,6 +48,8 @@ pub struct Catalog {
     auth: RwLock<Auth>,
     /// True while requests must wait (see [`Catalog::set_stall`]).
     stall: watch::Sender<bool>,
+    /// Requests waiting on the stall right now.
+    stalled: AtomicU64,
     /// False when `/bin/querybuilder.json` answers 404.
     querybuilder: AtomicBool,
     /// Bytes per second each binary body is held to (0: no limit).
@@ -162,6 +164,7 @@ impl Catalog {
             state_dir,
             auth: RwLock::new(auth),
             stall: watch::channel(false).0,
+            stalled: AtomicU64::new(0),
             querybuilder: AtomicBool::new(true),
             throttle: std::sync::atomic::AtomicU64::new(0),
             records: Mutex::new(VecDeque::new()),
@@ -202,6 +205,17 @@ impl Catalog {
     /// A receiver of the stall flag.
     pub(super) fn stall_watch(&self) -> watch::Receiver<bool> {
         self.stall.subscribe()
+    }
+
+    /// How many requests wait on the stall right now: tests wait for this rather than sleep.
+    pub fn stalled(&self) -> u64 {
+        self.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request as waiting on the stall until the guard is dropped.
+    pub(super) fn stalled_guard(self: &Arc<Self>) -> StalledGuard {
+        self.stalled.fetch_add(1, Ordering::SeqCst);
+        StalledGuard(Arc::clone(self))
     }
 
     /// Control for tests of damfs: holds every binary body started from now on to
@@ -418,6 +432,15 @@ fn entry_at(rel: String, name: String, path: PathBuf) -> io::Result<Option<Entry
 /// Errors that mean "there is nothing there".
 fn is_missing(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+/// One request waiting on the stall (see [`Catalog::stalled`]).
+pub(super) struct StalledGuard(Arc<Catalog>);
+
+impl Drop for StalledGuard {
+    fn drop(&mut self) {
+        self.0.stalled.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

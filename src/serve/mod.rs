@@ -229,6 +229,7 @@ async fn wait_while_stalled(app: &App) -> Result<(), HttpError> {
         return Ok(());
     }
     let mut shutdown = app.shutdown.clone();
+    let _counted = app.catalog.stalled_guard();
     tokio::select! {
         _ = stall.wait_for(|stalled| !*stalled) => Ok(()),
         _ = shutdown.wait_for(|stop| *stop) => {
