@@ -36,7 +36,7 @@ impl fmt::Debug for Credentials {
 /// How to reach the DAM.
 #[derive(Clone)]
 pub struct AemConfig {
-    /// Scheme, host and port, plus an optional context path (as from [`parse_remote_url`](super::aem::parse_remote_url)).
+    /// Scheme, host and port, plus an optional context path (as from `aem::parse_remote_url`).
     pub base: Url,
     /// Authentication.
     pub credentials: Credentials,
