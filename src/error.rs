@@ -151,3 +151,24 @@ impl Clone for FsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn causes_keep_their_source_and_their_own_names() {
+        let remote = RemoteError::new(RemoteErrorKind::Other, "/api/assets.json", "HTTP 503");
+        let error = FsError::from(remote);
+        assert_eq!(error.source().map(|s| s.to_string()).as_deref(), Some("/api/assets.json: HTTP 503"));
+        let io = FsError::Io(io::Error::new(io::ErrorKind::NotFound, "gone"));
+        assert!(io.source().is_some());
+        let abandoned = FsError::Abandoned("materializing a.jpg".into());
+        assert_eq!(abandoned.to_string(), "materializing a.jpg: the work was abandoned");
+        assert!(!abandoned.to_string().contains("I/O"));
+        assert_eq!(abandoned.errno(), libc::EIO);
+        assert_eq!(FsError::Internal("x".into()).to_string(), "internal error: x");
+    }
+}

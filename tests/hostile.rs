@@ -345,3 +345,21 @@ fn sizes_past_what_a_file_can_hold_read_as_unknown() {
         wait_until(Duration::from_secs(5), || std::fs::metadata(&a).unwrap().len() == want.len() as u64);
     assert!(real, "once read, the size is the real one: {}", std::fs::metadata(&a).unwrap().len());
 }
+
+#[test]
+fn ioctl_answers_enotty_without_a_log_line() {
+    use std::os::fd::AsRawFd;
+    let (_tmp, dam) = small_dam();
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &[]);
+    let a = mount.path("a.jpg");
+    let file = within(Duration::from_secs(30), "open a.jpg", move || std::fs::File::open(a).unwrap());
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: TCGETS on an open descriptor with a buffer of the size it writes.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    assert_eq!(rc, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+    drop(file);
+    let log = mount.log_text();
+    assert!(!log.contains("ioctl"), "the log mentions the ioctl:\n{log}");
+}

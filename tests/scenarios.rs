@@ -17,8 +17,7 @@ use common::TestServer;
 use common::mount::{Mounted, within};
 use damfs::cache::Cache;
 use damfs::deadline::Deadline;
-use damfs::listing::Formats;
-use damfs::mount::{Layout, namespace};
+use damfs::mount::namespace;
 use damfs::remote::fake::{FakeAsset, FakeRemote};
 use damfs::vfs::Vfs;
 use damfs::vfs::inode::ROOT_INO;
@@ -149,14 +148,7 @@ impl InProcess {
         }
         let dir = tempfile::tempdir().unwrap();
         let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", None).unwrap());
-        let layout = Layout {
-            root: String::new(),
-            remote_url: "http://dam".into(),
-            fetch_timeout: Duration::from_secs(5),
-            dir_ttl: Duration::from_secs(60),
-            formats: Formats::Images,
-            async_threshold: 10 << 20,
-        };
+        let layout = common::fake_layout(Duration::from_secs(5), Duration::from_secs(60));
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let vfs = namespace(layout, Arc::new(remote), cache);

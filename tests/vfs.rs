@@ -1,13 +1,14 @@
 //! The namespace and materializer against the fake remote: the mount's behaviour without a
 //! kernel mount, fast and with exact request counts.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use damfs::cache::Cache;
 use damfs::deadline::Deadline;
 use damfs::error::FsError;
-use damfs::listing::Formats;
 use damfs::mount::{Layout, namespace};
 use damfs::remote::RemoteErrorKind;
 use damfs::remote::fake::{FakeAsset, FakeRemote, Method};
@@ -62,14 +63,7 @@ struct Setup {
 fn setup(remote: Arc<FakeRemote>, timeout: Duration, threshold: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", None).unwrap());
-    let config = Layout {
-        root: String::new(),
-        remote_url: "http://dam".into(),
-        fetch_timeout: timeout,
-        dir_ttl: Duration::from_secs(60),
-        formats: Formats::Images,
-        async_threshold: 10 << 20,
-    };
+    let config = common::fake_layout(timeout, Duration::from_secs(60));
     let vfs = build(config, &remote, Arc::clone(&cache), threshold);
     Setup { vfs, remote, cache, _dir: dir }
 }
@@ -246,14 +240,7 @@ async fn stale_listings_keep_serving_when_the_remote_fails() {
     let remote = remote();
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
-    let config = Layout {
-        root: String::new(),
-        remote_url: "http://dam".into(),
-        fetch_timeout: Duration::from_secs(1),
-        dir_ttl: Duration::ZERO,
-        formats: Formats::Images,
-        async_threshold: 10 << 20,
-    };
+    let config = common::fake_layout(Duration::from_secs(1), Duration::ZERO);
     let we_ino;
     {
         let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
@@ -309,14 +296,7 @@ async fn an_asset_larger_than_the_whole_cache_is_served_without_caching() {
     remote.add_asset("we/huge.jpg", asset(11, 40_000));
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(Cache::open(&dir.path().join("cache"), "fake", Some(16 << 10)).unwrap());
-    let config = Layout {
-        root: String::new(),
-        remote_url: "http://dam".into(),
-        fetch_timeout: Duration::from_secs(5),
-        dir_ttl: Duration::from_secs(60),
-        formats: Formats::Images,
-        async_threshold: 10 << 20,
-    };
+    let config = common::fake_layout(Duration::from_secs(5), Duration::from_secs(60));
     let vfs = build(config, &remote, Arc::clone(&cache), 10 << 20);
     let we = vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
     let huge = vfs.lookup(we, "huge.jpg", soon()).await.unwrap().attr.ino;
@@ -347,14 +327,7 @@ async fn a_readdir_numbers_its_entries_in_a_few_index_queries() {
     let remote = Arc::new(remote);
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
-    let config = Layout {
-        root: String::new(),
-        remote_url: "http://dam".into(),
-        fetch_timeout: Duration::from_secs(5),
-        dir_ttl: Duration::from_secs(60),
-        formats: Formats::Images,
-        async_threshold: 10 << 20,
-    };
+    let config = common::fake_layout(Duration::from_secs(5), Duration::from_secs(60));
     let deadline = || Deadline::after(Duration::from_secs(10));
     let mut first_inos = Vec::new();
     for mount in 0..2 {

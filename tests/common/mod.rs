@@ -207,3 +207,16 @@ pub fn dam_dir() -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir(&dam).expect("cannot create the DAM folder");
     (tmp, dam)
 }
+
+/// The layers of a namespace over the fake remote, as the in-process tests wire them: the
+/// DAM root mounted, images only, a 10 MiB async threshold.
+pub fn fake_layout(fetch_timeout: Duration, dir_ttl: Duration) -> damfs::mount::Layout {
+    damfs::mount::Layout {
+        root: String::new(),
+        remote_url: "http://dam".into(),
+        fetch_timeout,
+        dir_ttl,
+        formats: damfs::listing::Formats::Images,
+        async_threshold: 10 << 20,
+    }
+}
