@@ -545,3 +545,43 @@ fn sigterm_in_the_foreground_unmounts_and_exits_cleanly() {
     assert!(damfs::mount::mountinfo::find(&mount.mountpoint).is_none(), "the mount is gone");
     assert!(mount.log_text().contains("saving the cache index"), "{}", mount.log_text());
 }
+
+#[test]
+fn browsing_a_cold_folder_asks_nothing_per_asset() {
+    let (_tmp, dam) = common::dam_dir();
+    let folder = dam.join("big");
+    std::fs::create_dir(&folder).unwrap();
+    // Listing needs no valid image: names, sizes and formats come from the listing.
+    for i in 0..230 {
+        std::fs::write(folder.join(format!("asset-{i:03}.jpg")), vec![i as u8; 100 + i]).unwrap();
+    }
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &[]);
+    server.catalog().clear_requests();
+    let dir = mount.path("big");
+    let listed = within(Duration::from_secs(60), "ls -l and listxattr of 230 assets", move || {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert!(meta.len() >= 100);
+            let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+            let mut buf = vec![0u8; 4096];
+            // SAFETY: valid string and buffer.
+            let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            assert!(n > 0, "listxattr of {}", path.display());
+            assert!(String::from_utf8_lossy(&buf[..n as usize]).contains("user.dam.format"));
+            // What ls -l asks for on SELinux and ACL-aware systems.
+            for name in ["security.selinux", "system.posix_acl_access"] {
+                assert_eq!(getxattr(&path, name), None, "{name}");
+            }
+            seen += 1;
+        }
+        seen
+    });
+    assert_eq!(listed, 230);
+    let requests = server.catalog().requests();
+    let per_asset: Vec<_> = requests.iter().filter(|r| r.path.contains("asset-")).collect();
+    assert!(per_asset.is_empty(), "requests naming an asset: {per_asset:?}");
+    assert!(requests.len() <= 10, "{} requests for ls -l of one folder: {requests:?}", requests.len());
+}

@@ -314,8 +314,8 @@ impl<R: Remote> Filesystem for DamFs<R> {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.dispatch(
-            move |vfs, deadline| async move {
-                vfs.listxattr(ino.0, deadline).await.map(|names| {
+            move |vfs, _deadline| async move {
+                vfs.listxattr(ino.0).map(|names| {
                     let mut bytes = Vec::new();
                     for n in names {
                         bytes.extend_from_slice(n.as_bytes());

@@ -30,15 +30,18 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
-    /// Names of the extended attributes of a node.
-    pub async fn listxattr(self: &Arc<Self>, ino: u64, deadline: Deadline) -> FsResult<Vec<String>> {
+    /// Names of the extended attributes of a node. Never asks the remote: `ls -l` calls it
+    /// for every file on current coreutils. An asset whose metadata is not known locally
+    /// lists `user.dam.title` too; reading it then fetches the metadata, and answers
+    /// ENODATA if the asset has no title.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<String>> {
         let node = self.node(ino)?;
         Ok(match &*node {
             Node::Folder(f) if *f == self.config.root => vec![crate::stats::XATTR.into()],
             Node::Asset(path) => {
-                let manifest = self.materializer.manifest(path, deadline).await?;
+                let titled = self.materializer.cached_manifest(path).is_none_or(|m| m.meta.title.is_some());
                 let mut names = Vec::new();
-                if manifest.meta.title.is_some() {
+                if titled {
                     names.push("user.dam.title".into());
                 }
                 names.extend(["user.dam.tags".into(), "user.dam.format".into(), "user.dam.remote".into()]);
