@@ -153,6 +153,7 @@ impl TryFrom<&MountArgs> for MountConfig {
         aem.ca_file = args.ca_file.clone();
         aem.proxy = args.proxy.clone();
         aem.connect_timeout = fetch_timeout;
+        aem.request_timeout = fetch_timeout;
         let mut config = MountConfig {
             remote_url: args.remote_url.clone(),
             aem,

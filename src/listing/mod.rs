@@ -102,9 +102,9 @@ pub struct ListingConfig {
     pub remote_url: String,
 }
 
-/// Steps' worth of budget a background re-read of a listing gets in all (its pages and the
-/// attributes query, one step each on a small folder).
-const REFRESH_STEPS: u32 = 3;
+/// Steps' worth of budget a whole listing may take (its pages, its attribute queries), each
+/// request bounded by one step: 60 steps, five minutes with the default fetch timeout.
+const LISTING_CAP_STEPS: u32 = 60;
 
 /// The listings of a mount.
 #[derive(Debug)]
@@ -193,7 +193,7 @@ impl<R: Remote> Listings<R> {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let deadline = this.config.step.times(REFRESH_STEPS).deadline();
+            let deadline = this.config.step.times(LISTING_CAP_STEPS).deadline();
             if let Err(e) = this.fetch(&key, deadline).await {
                 log::warn!("/{key}: re-reading the listing failed, the old one keeps serving: {e}");
                 // Try again after another TTL, not at every lookup: an offline mount would
@@ -226,8 +226,10 @@ impl<R: Remote> Listings<R> {
     }
 
     async fn read_remote(&self, folder: &str) -> FsResult<Listing> {
-        let step = self.config.step;
-        let raw = step.run(|| format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
+        // Each request of the remote is bounded on its own (a page, a query page); the whole
+        // listing only by a cap, so that a large folder on a slow remote still lists.
+        let cap = self.config.step.times(LISTING_CAP_STEPS);
+        let raw = cap.run(|| format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
         Stats::add(&self.stats.listings_fetched, 1);
         let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
         let is_root = folder == self.config.root;
@@ -260,9 +262,18 @@ impl<R: Remote> Listings<R> {
         let assets: Vec<String> =
             children.iter().filter(|c| !c.folder).map(|c| format!("{prefix}{}", c.name)).collect();
         if !assets.is_empty() {
-            let attrs = step
+            let attrs = match cap
                 .run(|| format!("attributes of /{folder}"), self.remote.folder_attrs(folder, &assets))
-                .await?;
+                .await
+            {
+                Ok(attrs) => attrs,
+                // What the listing gives (names and kinds) still serves: sizes and dates
+                // are unknown until the next re-read, never the folder itself.
+                Err(e) => {
+                    log::warn!("/{folder}: attributes of its assets failed, listed without them: {e}");
+                    Vec::new()
+                }
+            };
             let by_name: HashMap<&str, &crate::remote::AssetAttrs> =
                 attrs.iter().map(|a| (a.path.rsplit('/').next().unwrap_or(&a.path), a)).collect();
             for child in children.iter_mut().filter(|c| !c.folder) {

@@ -46,6 +46,9 @@ pub struct AemConfig {
     pub proxy: Option<String>,
     /// Bound on establishing a TCP (and TLS) connection.
     pub connect_timeout: Duration,
+    /// Bound on one JSON request (a listing page, a query page, a metadata node), from
+    /// sending it to the end of its body. Binary transfers are bounded by their readers.
+    pub request_timeout: Duration,
 }
 
 impl AemConfig {
@@ -57,6 +60,7 @@ impl AemConfig {
             ca_file: None,
             proxy: None,
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -70,6 +74,7 @@ impl fmt::Debug for AemConfig {
             .field("ca_file", &self.ca_file)
             .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }

@@ -67,6 +67,8 @@ pub(crate) struct Http {
     origin: url::Origin,
     /// The preemptive `Authorization` value (sensitive: never printed).
     auth: Option<HeaderValue>,
+    /// Bound on one JSON request, headers and body.
+    request_timeout: Duration,
 }
 
 impl Http {
@@ -101,7 +103,7 @@ impl Http {
             builder = builder.proxy(proxy);
         }
         let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Http { client, origin: config.base.origin(), auth })
+        Ok(Http { client, origin: config.base.origin(), auth, request_timeout: config.request_timeout })
     }
 
     /// Sends a GET (with a `Range` header when given), follows redirects, and answers the
@@ -165,16 +167,24 @@ impl Http {
         }
     }
 
-    /// GETs a JSON document: a 2xx answer is parsed, any other status is handed back.
+    /// GETs a JSON document: a 2xx answer is parsed, any other status is handed back. The
+    /// whole request, body included, is bounded by the request timeout: work that pages
+    /// through many requests is bounded per request, not as a whole.
     pub(crate) async fn get_json_answer(&self, url: Url) -> RemoteResult<Answer> {
         let path = label(&url);
-        let response = self.get(url, None).await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Ok(Answer::Status(status));
+        let request = async {
+            let response = self.get(url, None).await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Ok(Answer::Status(status));
+            }
+            let body = read_capped(response, &path).await?;
+            serde_json::from_slice(&body).map(Answer::Json).map_err(|e| json_error(&path, &e))
+        };
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(answer) => answer,
+            Err(_) => Err(RemoteError::new(RemoteErrorKind::Timeout, &path, "timed out")),
         }
-        let body = read_capped(response, &path).await?;
-        serde_json::from_slice(&body).map(Answer::Json).map_err(|e| json_error(&path, &e))
     }
 
     /// GETs a JSON document; any status but 2xx is an error.

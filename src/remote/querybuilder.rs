@@ -20,7 +20,10 @@ pub(crate) fn attrs_params(folder: &str, offset: u64) -> Vec<(&'static str, Stri
         ("path", jcr_path(folder)),
         ("path.flat", "true".to_string()),
         ("type", "dam:Asset".to_string()),
-        ("p.limit", "-1".to_string()),
+        // Paged rather than all at once (-1): AEM caps what one query may read and damfs
+        // caps a JSON answer; `guessTotal` spares the server an exact count.
+        ("p.limit", QUERY_PAGE.to_string()),
+        ("p.guessTotal", "true".to_string()),
         ("p.hits", "selective".to_string()),
         ("p.properties", ATTR_PROPERTIES.to_string()),
     ];
@@ -29,6 +32,9 @@ pub(crate) fn attrs_params(folder: &str, offset: u64) -> Vec<(&'static str, Stri
     }
     params
 }
+
+/// Hits asked per QueryBuilder page of folder attributes.
+pub(crate) const QUERY_PAGE: u64 = 1000;
 
 /// Parameters of a full-text search under `root`.
 pub(crate) fn search_params(root: &str, words: &str, limit: usize) -> Vec<(&'static str, String)> {
@@ -134,7 +140,8 @@ mod tests {
         let p = attrs_params("we retail", 0);
         assert!(p.contains(&("path", "/content/dam/we retail".into())));
         assert!(p.contains(&("path.flat", "true".into())));
-        assert!(p.contains(&("p.limit", "-1".into())));
+        assert!(p.contains(&("p.limit", "1000".into())));
+        assert!(p.contains(&("p.guessTotal", "true".into())));
         assert!(!p.iter().any(|(k, _)| *k == "p.offset"));
         assert!(attrs_params("", 40).contains(&("p.offset", "40".into())));
         assert!(attrs_params("", 0).contains(&("path", "/content/dam".into())));

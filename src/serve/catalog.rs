@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use parking_lot::{Mutex, RwLock};
@@ -50,6 +50,8 @@ pub struct Catalog {
     stall: watch::Sender<bool>,
     /// Requests waiting on the stall right now.
     stalled: AtomicU64,
+    /// Milliseconds every folder listing page waits before it is answered (0: none).
+    listing_delay_ms: AtomicU64,
     /// False when `/bin/querybuilder.json` answers 404.
     querybuilder: AtomicBool,
     /// Bytes per second each binary body is held to (0: no limit).
@@ -165,6 +167,7 @@ impl Catalog {
             auth: RwLock::new(auth),
             stall: watch::channel(false).0,
             stalled: AtomicU64::new(0),
+            listing_delay_ms: AtomicU64::new(0),
             querybuilder: AtomicBool::new(true),
             throttle: std::sync::atomic::AtomicU64::new(0),
             records: Mutex::new(VecDeque::new()),
@@ -222,6 +225,18 @@ impl Catalog {
     /// `bytes_per_second` (None: full speed), so a test can act in the middle of a transfer.
     pub fn set_throttle(&self, bytes_per_second: Option<u64>) {
         self.throttle.store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Control for tests of damfs: every folder listing page waits `delay` before it is
+    /// answered (an AEM author under load), so that paging is slow.
+    pub fn set_listing_delay(&self, delay: Option<Duration>) {
+        let ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.listing_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The delay of folder listing pages, if any.
+    pub(super) fn listing_delay(&self) -> Option<Duration> {
+        Some(self.listing_delay_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0).map(Duration::from_millis)
     }
 
     /// The binary body rate limit, if any.

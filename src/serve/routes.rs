@@ -281,6 +281,9 @@ async fn folder_page(ctx: &Ctx<'_>, folder: Folder) -> HttpResult<Response> {
         }
     }
     let limit = limit.min(siren::MAX_LIMIT);
+    if let Some(delay) = ctx.catalog.listing_delay() {
+        tokio::time::sleep(delay).await;
+    }
     let catalog = Arc::clone(ctx.catalog);
     let base = ctx.base.to_string();
     let page = blocking("cannot list the folder", move || {

@@ -1,0 +1,72 @@
+//! A production DAM through a real kernel mount: large folders on a slow remote. `damfs
+//! serve` delays every listing page as an AEM author under load does.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::mount::{Mounted, within};
+
+/// A folder of `n` small assets (a listing needs no valid image).
+fn folder_of(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, dam) = common::dam_dir();
+    let folder = dam.join("big");
+    std::fs::create_dir(&folder).unwrap();
+    for i in 0..n {
+        std::fs::write(folder.join(format!("a{i:05}.jpg")), [i as u8; 16]).unwrap();
+    }
+    (tmp, dam)
+}
+
+fn count(dir: &std::path::Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[test]
+fn a_large_folder_on_a_slow_remote_lists_whole_within_the_timeout() {
+    let (_tmp, dam) = folder_of(3000);
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &[]);
+    // 30 pages of 100 (the server's clamp), each 0.25 s late: 7.5 s one after the other.
+    server.catalog().set_listing_delay(Some(Duration::from_millis(250)));
+    let dir = mount.path("big");
+    let started = Instant::now();
+    let listed = within(Duration::from_secs(60), "ls of 3,000 assets", move || count(&dir));
+    let took = started.elapsed();
+    assert_eq!(listed.unwrap(), 3000, "the first ls lists every asset");
+    assert!(took < Duration::from_secs(5), "listing took {took:?}, more than the fetch timeout");
+}
+
+#[test]
+fn a_very_large_folder_lists_whole_after_a_timeout_and_never_in_part() {
+    let (_tmp, dam) = folder_of(20_000);
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &[]);
+    // 200 pages, 0.25 s each: more than the timeout even 8 at a time.
+    server.catalog().set_listing_delay(Some(Duration::from_millis(250)));
+    let dir = mount.path("big");
+    let outcomes = within(Duration::from_secs(120), "ls of 20,000 assets", move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut outcomes = Vec::new();
+        loop {
+            let outcome = count(&dir).map_err(|e| e.raw_os_error());
+            outcomes.push(outcome);
+            if outcome.is_ok() || Instant::now() > deadline {
+                return outcomes;
+            }
+        }
+    });
+    for outcome in &outcomes {
+        match outcome {
+            Ok(n) => assert_eq!(*n, 20_000, "a partial listing was shown: {outcomes:?}"),
+            Err(errno) => assert_eq!(*errno, Some(libc::ETIMEDOUT), "{outcomes:?}"),
+        }
+    }
+    assert_eq!(outcomes.last(), Some(&Ok(20_000)), "it never listed: {outcomes:?}");
+}
