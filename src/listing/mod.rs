@@ -177,7 +177,11 @@ impl<R: Remote> Listings<R> {
         let known = match fresh {
             Some((listing, true)) => return Ok(listing),
             Some((listing, false)) => Some(listing),
-            None => self.known(folder),
+            None => {
+                // Reads the index and decodes the listing: on a blocking thread.
+                let (this, key) = (Arc::clone(self), folder.to_string());
+                tokio::task::spawn_blocking(move || this.known(&key)).await.ok().flatten()
+            }
         };
         if let Some(listing) = known {
             self.refresh_in_background(folder);

@@ -208,6 +208,16 @@ impl<R: Remote> Materializer<R> {
         }
     }
 
+    /// [`Materializer::cached_manifest`] for async callers: what is not in memory is read
+    /// from the index on a blocking thread.
+    pub async fn stored_manifest(self: &Arc<Self>, asset: &str) -> Option<Arc<Manifest>> {
+        if let Some(m) = self.manifests.lock().get(asset) {
+            return Some(Arc::clone(m));
+        }
+        let (this, key) = (Arc::clone(self), asset.to_string());
+        tokio::task::spawn_blocking(move || this.cached_manifest(&key)).await.ok().flatten()
+    }
+
     /// Every manifest decoded so far (for the local tag taxonomy).
     pub fn known_manifests(&self) -> Vec<Arc<Manifest>> {
         self.manifests.lock().values().cloned().collect()
@@ -215,7 +225,7 @@ impl<R: Remote> Materializer<R> {
 
     /// The manifest of `asset`, from the cache or the remote.
     pub async fn manifest(self: &Arc<Self>, asset: &str, deadline: Deadline) -> FsResult<Arc<Manifest>> {
-        if let Some(m) = self.cached_manifest(asset) {
+        if let Some(m) = self.stored_manifest(asset).await {
             return Ok(m);
         }
         let key = asset.to_string();
@@ -266,7 +276,11 @@ impl<R: Remote> Materializer<R> {
             // Evicted, or removed by `damfs cache verify`/`evict`, since: fetch it again.
             self.forget(asset, &content);
         }
-        if let Some(content) = self.cached_content(asset) {
+        let this = Arc::clone(self);
+        let key = asset.to_string();
+        // Reads the index (and decodes a manifest) when the asset is not in memory.
+        let cached = tokio::task::spawn_blocking(move || this.cached_content(&key)).await.ok().flatten();
+        if let Some(content) = cached {
             Stats::add(&self.stats.cache_hits, 1);
             return Ok(content);
         }

@@ -273,7 +273,7 @@ impl<R: Remote> Vfs<R> {
             }
             Node::Rendition(asset, name) => {
                 let mtime = self.asset_child(asset).map(|c| c.modified()).unwrap_or(self.started);
-                let manifest = match self.materializer.cached_manifest(asset) {
+                let manifest = match self.materializer.stored_manifest(asset).await {
                     Some(m) => m,
                     None if fetch => self.materializer.manifest(asset, deadline).await?,
                     None => return Ok(file(0, mtime, Duration::ZERO)),
@@ -289,7 +289,7 @@ impl<R: Remote> Vfs<R> {
             }
             Node::MetadataFile(asset) => {
                 let mtime = self.asset_child(asset).map(|c| c.modified()).unwrap_or(self.started);
-                let manifest = match self.materializer.cached_manifest(asset) {
+                let manifest = match self.materializer.stored_manifest(asset).await {
                     Some(m) => m,
                     None if fetch => self.materializer.manifest(asset, deadline).await?,
                     None => return Ok(file(0, mtime, Duration::ZERO)),
