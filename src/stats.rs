@@ -28,6 +28,9 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Opens served through FUSE passthrough.
     pub passthrough_opens: AtomicU64,
+    /// Directory listings built for an open directory (one per opendir and rewind, however
+    /// many READDIR chunks the kernel asks for).
+    pub dir_snapshots: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], plus cache usage.
@@ -43,6 +46,7 @@ pub struct StatsSnapshot {
     pub timeouts: u64,
     pub errors: u64,
     pub passthrough_opens: u64,
+    pub dir_snapshots: u64,
     pub cached_assets: u64,
     pub cached_bytes: u64,
     pub pid: u32,
@@ -67,6 +71,7 @@ impl Stats {
             timeouts: get(&self.timeouts),
             errors: get(&self.errors),
             passthrough_opens: get(&self.passthrough_opens),
+            dir_snapshots: get(&self.dir_snapshots),
             cached_assets,
             cached_bytes,
             pid: std::process::id(),

@@ -70,3 +70,36 @@ fn a_very_large_folder_lists_whole_after_a_timeout_and_never_in_part() {
     }
     assert_eq!(outcomes.last(), Some(&Ok(20_000)), "it never listed: {outcomes:?}");
 }
+
+/// A counter of the mount's `user.damfs.stats`.
+fn stat_of(mount: &Mounted, key: &str) -> u64 {
+    let stats = damfs::stats::read_from(&mount.mountpoint).unwrap();
+    stats[key].as_u64().unwrap()
+}
+
+#[test]
+fn readdir_of_20000_entries_lists_once_for_all_its_chunks() {
+    let (_tmp, dam) = folder_of(20_000);
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &[]);
+    let dir = mount.path("big");
+    // The first ls may time out while 200 pages arrive; the listing goes on.
+    let names = within(Duration::from_secs(120), "the first ls", {
+        let dir = dir.clone();
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                match count(&dir) {
+                    Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && Instant::now() < deadline => {}
+                    other => return other,
+                }
+            }
+        }
+    });
+    assert_eq!(names.unwrap(), 20_000);
+    let before = stat_of(&mount, "dir_snapshots");
+    // A warm read of the whole folder: hundreds of READDIR chunks, one listing taken.
+    let names = within(Duration::from_secs(120), "a warm ls", move || count(&dir));
+    assert_eq!(names.unwrap(), 20_000);
+    assert_eq!(stat_of(&mount, "dir_snapshots") - before, 1, "the list was built more than once");
+}

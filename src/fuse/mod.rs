@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::deadline::Deadline;
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
-    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -162,12 +162,31 @@ impl<R: Remote> Filesystem for DamFs<R> {
         );
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(err) => reply.error(errno(self.vfs.stats(), "opendir", err)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         self.dispatch(
-            move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
+            move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    fill_dir(vfs, ino.0, items, offset, |next, name, entry| {
+                    fill_dir(vfs, ino.0, &items, offset, |next, name, entry| {
                         let kind = fuse_attr(&entry.attr, 0, 0).kind;
                         reply.add(INodeNo(entry.attr.ino), next, kind, name)
                     });
@@ -182,16 +201,16 @@ impl<R: Remote> Filesystem for DamFs<R> {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
-            move |vfs, deadline| async move { vfs.readdir(ino.0, deadline).await },
+            move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    fill_dir(vfs, ino.0, items, offset, |next, name, entry| {
+                    fill_dir(vfs, ino.0, &items, offset, |next, name, entry| {
                         let attr = fuse_attr(&entry.attr, uid, gid);
                         reply.add(INodeNo(entry.attr.ino), next, name, &entry.ttl, &attr, Generation(0))
                     });
@@ -456,11 +475,11 @@ impl<R: Remote> Filesystem for DamFs<R> {
 
 /// Sends a directory's entries from `offset` on, `.` and `..` first, to `add` (a READDIR or a
 /// READDIRPLUS reply) until it says the reply is full. `add` gets the offset of the entry
-/// after this one, its name and its attributes.
+/// after this one, its name and its attributes. Costs only the entries sent.
 fn fill_dir<R: Remote>(
     vfs: &Vfs<R>,
     ino: u64,
-    items: Vec<DirItem>,
+    items: &[DirItem],
     offset: u64,
     mut add: impl FnMut(u64, &str, &Entry) -> bool,
 ) {
@@ -468,11 +487,19 @@ fn fill_dir<R: Remote>(
         attr: Attr { ino, kind: Kind::Dir, size: 0, mtime: SystemTime::UNIX_EPOCH, perm: 0o555 },
         ttl: Duration::ZERO,
     };
-    let dots = [(".".to_string(), dir(ino)), ("..".to_string(), dir(vfs.parent_ino(ino)))];
-    let all = dots.into_iter().chain(items.into_iter().map(|i| (i.name, i.entry)));
-    for (i, (name, entry)) in all.enumerate().skip(offset as usize) {
-        if add(i as u64 + 1, &name, &entry) {
-            break;
+    let mut at = offset;
+    while at < 2 {
+        let (name, entry) = if at == 0 { (".", dir(ino)) } else { ("..", dir(vfs.parent_ino(ino))) };
+        at += 1;
+        if add(at, name, &entry) {
+            return;
+        }
+    }
+    let start = usize::try_from(at - 2).unwrap_or(usize::MAX);
+    for item in items.iter().skip(start) {
+        at += 1;
+        if add(at, &item.name, &item.entry) {
+            return;
         }
     }
 }

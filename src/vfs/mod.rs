@@ -2,6 +2,7 @@
 //! reserved trees, and open handles. Not tied to the FUSE bindings: every operation takes
 //! plain values and a deadline, and answers plain values or an [`FsError`].
 
+mod dir_handles;
 mod handles;
 pub mod inode;
 pub mod reserved;
@@ -123,6 +124,8 @@ pub struct Vfs<R> {
     materializer: Arc<Materializer<R>>,
     /// Guards the map only.
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Open directories and the entries taken at their first read. Guards the map only.
+    dir_handles: Mutex<HashMap<u64, Option<Arc<Vec<DirItem>>>>>,
     next_fh: AtomicU64,
     /// Set once every manifest in the cache has been loaded for the taxonomy.
     taxonomy_loaded: std::sync::OnceLock<()>,
@@ -151,6 +154,7 @@ impl<R: Remote> Vfs<R> {
             dirs,
             materializer,
             handles: Mutex::new(HashMap::new()),
+            dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             taxonomy_loaded: std::sync::OnceLock::new(),
             taxonomy: Mutex::new(None),
