@@ -14,6 +14,7 @@ mod config;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 mod http;
+mod paging;
 mod querybuilder;
 mod siren;
 mod sling;
