@@ -5,14 +5,11 @@
 //! EROFS explicitly.
 
 use std::ffi::OsStr;
-use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
-use crate::deadline::Deadline;
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -23,6 +20,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 mod convert;
+mod dispatch;
 mod io_mode;
 pub mod session;
 
@@ -51,64 +49,6 @@ pub struct DamFs<R: Remote> {
 impl<R: Remote> std::fmt::Debug for DamFs<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DamFs").field("passthrough", &self.passthrough).finish()
-    }
-}
-
-impl<R: Remote> DamFs<R> {
-    /// The adapter for `vfs`, running remote work on `runtime`. Files show as owned by
-    /// `uid`/`gid`. The notifier slot is filled once the session exists. Cancelling
-    /// `stopping` answers every request still waiting on the remote.
-    pub fn new(
-        vfs: Arc<Vfs<R>>,
-        runtime: tokio::runtime::Handle,
-        uid: u32,
-        gid: u32,
-        stopping: CancellationToken,
-    ) -> (Self, Arc<OnceLock<Notifier>>) {
-        let notifier = Arc::new(OnceLock::new());
-        let fs = DamFs {
-            vfs,
-            runtime,
-            uid,
-            gid,
-            passthrough: AtomicBool::new(false),
-            io: Arc::new(Mutex::new(IoModes::default())),
-            notifier: Arc::clone(&notifier),
-            stopping,
-        };
-        (fs, notifier)
-    }
-
-    /// Runs `work` on the namespace with the request's deadline (counted from now, its
-    /// arrival): to completion right here if it needs nothing from the remote, otherwise on
-    /// the runtime. `done` gets the result and the namespace either way.
-    fn dispatch<T, W, Fut, D>(&self, work: W, done: D)
-    where
-        T: Send + 'static,
-        W: FnOnce(Arc<Vfs<R>>, Deadline) -> Fut,
-        Fut: Future<Output = T> + Send + 'static,
-        D: FnOnce(T, &Vfs<R>) + Send + 'static,
-    {
-        let vfs = Arc::clone(&self.vfs);
-        let deadline = vfs.deadline();
-        let _entered = self.runtime.enter();
-        let mut fut = Box::pin(work(Arc::clone(&vfs), deadline));
-        let mut cx = Context::from_waker(Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(value) => done(value, &vfs),
-            // The task polls again at once with a real waker, so nothing signalled to the
-            // no-op waker in between is lost.
-            Poll::Pending => {
-                let stopping = self.stopping.clone();
-                self.runtime.spawn(async move {
-                    tokio::select! {
-                        value = fut => done(value, &vfs),
-                        // Dropping `done` drops its reply unsent, which fuser answers EIO.
-                        () = stopping.cancelled() => {}
-                    }
-                });
-            }
-        }
     }
 }
 
