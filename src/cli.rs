@@ -69,6 +69,16 @@ pub struct ServeArgs {
     /// File holding a bearer token that is accepted as well (first line).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Issue tokens at /ims/exchange/jwt and /ims/token/v3 to this client ID (with
+    /// --ims-secret-file); they are accepted until they expire.
+    #[arg(long, value_name = "ID", requires = "ims_secret_file")]
+    pub ims_client_id: Option<String>,
+    /// File holding the client secret of --ims-client-id (first line).
+    #[arg(long, value_name = "FILE", requires = "ims_client_id")]
+    pub ims_secret_file: Option<PathBuf>,
+    /// Lifetime of the tokens issued to --ims-client-id.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub token_lifetime: String,
     /// Folder for generated renditions and digests [default: a folder under the system
     /// cache directory named after DIR].
     #[arg(long, value_name = "DIR")]
@@ -95,9 +105,15 @@ pub struct MountArgs {
     /// on the command line; DAMFS_PASSWORD in the environment works too.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// File holding a bearer token (first line), for AEM as a Cloud Service.
+    /// File holding a bearer token (its first line, or the JSON of a local development
+    /// token with "accessToken"), for AEM as a Cloud Service. Read again when it changes and
+    /// after a 401, so the token can be rotated under a live mount.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Service credentials JSON (AEM Developer Console technical account, or OAuth
+    /// Server-to-Server): tokens are obtained from IMS and renewed before they expire.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
     /// Where materialized assets are kept (default: /var/cache/damfs/REMOTE for root,
     /// $XDG_CACHE_HOME/damfs/REMOTE or ~/.cache/damfs/REMOTE otherwise).
     #[arg(long, value_name = "DIR")]

@@ -11,7 +11,7 @@ use crate::cli::{MountArgs, SampleArgs, ServeArgs};
 use crate::listing::Formats;
 use crate::remote::aem::{AemConfig, Credentials, parse_remote_url};
 use crate::sample::SampleOptions;
-use crate::serve::{Auth, ServeConfig};
+use crate::serve::{Auth, ImsClient, ServeConfig};
 use crate::units::parse_duration;
 use crate::units::parse_size;
 
@@ -53,11 +53,23 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             _ => None,
         };
         let bearer = args.token_file.as_deref().map(|f| read_secret_file(f, "--token-file")).transpose()?;
+        let lifetime = flag("token-lifetime", parse_duration(&args.token_lifetime))?;
+        if lifetime.is_zero() {
+            bail!("--token-lifetime: must be more than 0");
+        }
+        let ims = match (&args.ims_client_id, &args.ims_secret_file) {
+            (Some(id), Some(file)) => Some(ImsClient {
+                client_id: id.clone(),
+                client_secret: read_secret_file(file, "--ims-secret-file")?,
+                lifetime,
+            }),
+            _ => None,
+        };
         let state_dir = match &args.state_dir {
             Some(dir) => dir.clone(),
             None => default_state_dir(&dir),
         };
-        Ok(ServeConfig { dir, listen: args.listen, auth: Auth { basic, bearer }, state_dir })
+        Ok(ServeConfig { dir, listen: args.listen, auth: Auth { basic, bearer, ims }, state_dir })
     }
 }
 
@@ -186,26 +198,33 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("{}", path.display()))
 }
 
-/// Credentials from --user with --password-file or DAMFS_PASSWORD, or --token-file.
+/// Credentials from --user with --password-file or DAMFS_PASSWORD, --token-file, or
+/// --credentials-file. Files are read now, so that a bad one stops the mount at once.
 fn credentials(args: &MountArgs) -> anyhow::Result<Credentials> {
-    match (&args.user, &args.token_file) {
-        (Some(_), Some(_)) => bail!("--user and --token-file: give one way to authenticate, not both"),
-        (Some(user), None) => {
-            let password = match (&args.password_file, std::env::var("DAMFS_PASSWORD")) {
-                (Some(file), _) => read_secret_file(file, "--password-file")?,
-                (None, Ok(pw)) if !pw.is_empty() => pw,
-                _ => bail!("--user {user}: give the password with --password-file FILE or DAMFS_PASSWORD"),
-            };
-            Ok(Credentials::Basic { user: user.clone(), password })
-        }
-        (None, Some(file)) => Ok(Credentials::Bearer(read_secret_file(file, "--token-file")?)),
-        (None, None) => {
-            if args.password_file.is_some() {
-                bail!("--password-file: also give --user");
-            }
-            Ok(Credentials::None)
-        }
+    let given = [args.user.is_some(), args.token_file.is_some(), args.credentials_file.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        bail!("--user, --token-file and --credentials-file: give one way to authenticate, not several");
     }
+    if args.password_file.is_some() && args.user.is_none() {
+        bail!("--password-file: also give --user");
+    }
+    if let Some(user) = &args.user {
+        let password = match (&args.password_file, std::env::var("DAMFS_PASSWORD")) {
+            (Some(file), _) => read_secret_file(file, "--password-file")?,
+            (None, Ok(pw)) if !pw.is_empty() => pw,
+            _ => bail!("--user {user}: give the password with --password-file FILE or DAMFS_PASSWORD"),
+        };
+        return Ok(Credentials::Basic { user: user.clone(), password });
+    }
+    if let Some(file) = &args.token_file {
+        crate::remote::auth::check_token_file(file)?;
+        return Ok(Credentials::TokenFile(absolute(file)?));
+    }
+    if let Some(file) = &args.credentials_file {
+        let creds = crate::remote::ims::ServiceCredentials::read(file)?;
+        return Ok(Credentials::Service(std::sync::Arc::new(creds)));
+    }
+    Ok(Credentials::None)
 }
 
 /// `/var/cache/damfs/<id>` for root, `$XDG_CACHE_HOME/damfs/<id>` (or `~/.cache/damfs/<id>`)

@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -31,6 +32,46 @@ pub struct Stats {
     /// Directory listings built for an open directory (one per opendir and rewind, however
     /// many READDIR chunks the kernel asks for).
     pub dir_snapshots: AtomicU64,
+    /// What is known of authentication (set once at mount).
+    pub auth: AuthProbe,
+}
+
+/// The kind of authentication and when its token expires, asked when the stats are read.
+#[derive(Default)]
+pub struct AuthProbe(std::sync::OnceLock<Box<Probe>>);
+
+/// Answers the kind of authentication and the token's expiry.
+type Probe = dyn Fn() -> (String, Option<SystemTime>) + Send + Sync;
+
+impl AuthProbe {
+    /// Sets the probe (once; later calls are ignored).
+    pub fn set(&self, probe: impl Fn() -> (String, Option<SystemTime>) + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(probe));
+    }
+
+    /// The kind and, when known, the token's expiry as `YYYY-MM-DD HH:MM:SS UTC (in 3h 2m)`.
+    fn read(&self) -> (String, Option<String>) {
+        let Some(probe) = self.0.get() else { return ("none".into(), None) };
+        let (kind, expires) = probe();
+        (kind, expires.map(describe_expiry))
+    }
+}
+
+impl std::fmt::Debug for AuthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthProbe")
+    }
+}
+
+fn describe_expiry(at: SystemTime) -> String {
+    let when = chrono::DateTime::<chrono::Utc>::from(at).format("%Y-%m-%d %H:%M:%S UTC");
+    match at.duration_since(SystemTime::now()) {
+        Ok(left) => {
+            let s = left.as_secs();
+            format!("{when} (in {}h {}m {}s)", s / 3600, s % 3600 / 60, s % 60)
+        }
+        Err(_) => format!("{when} (expired)"),
+    }
 }
 
 /// A point-in-time copy of [`Stats`], plus cache usage.
@@ -47,6 +88,11 @@ pub struct StatsSnapshot {
     pub errors: u64,
     pub passthrough_opens: u64,
     pub dir_snapshots: u64,
+    /// How the mount authenticates: none, basic, token, token file, service credentials.
+    pub auth: String,
+    /// When the token in use expires, if a token with a known lifetime is in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires: Option<String>,
     pub cached_assets: u64,
     pub cached_bytes: u64,
     pub pid: u32,
@@ -61,6 +107,7 @@ impl Stats {
     /// Copies the counters.
     pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let auth = self.auth.read();
         StatsSnapshot {
             listings_fetched: get(&self.listings_fetched),
             manifests_fetched: get(&self.manifests_fetched),
@@ -72,6 +119,8 @@ impl Stats {
             errors: get(&self.errors),
             passthrough_opens: get(&self.passthrough_opens),
             dir_snapshots: get(&self.dir_snapshots),
+            auth: auth.0,
+            token_expires: auth.1,
             cached_assets,
             cached_bytes,
             pid: std::process::id(),

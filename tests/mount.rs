@@ -354,7 +354,11 @@ fn credentials_are_checked_at_mount_and_a_revoked_token_gives_eacces() {
     let server = TestServer::start_with(
         &root,
         Some(&keep.path().join("state")),
-        damfs::serve::Auth { basic: Some(("svc".into(), "right".into())), bearer: Some("token-1".into()) },
+        damfs::serve::Auth {
+            basic: Some(("svc".into(), "right".into())),
+            bearer: Some("token-1".into()),
+            ims: None,
+        },
     );
     let pw = keep.path().join("pw");
     std::fs::write(&pw, "wrong\n").unwrap();
@@ -381,7 +385,7 @@ fn credentials_are_checked_at_mount_and_a_revoked_token_gives_eacces() {
     let assets = images(&root);
     assert_eq!(std::fs::read(mount.path(&assets[0])).unwrap(), std::fs::read(root.join(&assets[0])).unwrap());
     std::fs::metadata(mount.path(&assets[1])).unwrap();
-    server.catalog().set_auth(damfs::serve::Auth { basic: None, bearer: Some("token-2".into()) });
+    server.catalog().set_auth(damfs::serve::Auth { basic: None, bearer: Some("token-2".into()), ims: None });
     assert_eq!(errno_of(std::fs::read(mount.path(&assets[1]))), Some(libc::EACCES));
     assert!(!mount.log_text().contains("token-1"), "the token leaked into the log");
 }

@@ -657,7 +657,8 @@ async fn credentials_are_required_and_can_change() {
     use base64::Engine;
     let (_tmp, dam) = dam_dir();
     fs::write(dam.join("a.txt"), "secret bytes").unwrap();
-    let auth = Auth { basic: Some(("admin".into(), "s3cret".into())), bearer: Some("tok-1".into()) };
+    let auth =
+        Auth { basic: Some(("admin".into(), "s3cret".into())), bearer: Some("tok-1".into()), ims: None };
     let server = TestServer::start_with(&dam, None, auth);
     let client = client(TIMEOUT);
     let basic = |user: &str, password: &str| {
@@ -686,7 +687,7 @@ async fn credentials_are_required_and_can_change() {
     assert_eq!(status(Some("Bearer tok-1".into()), "/api/assets.json").await.status(), 200);
 
     // A token that later turns 401.
-    server.catalog().set_auth(Auth { basic: None, bearer: Some("tok-2".into()) });
+    server.catalog().set_auth(Auth { basic: None, bearer: Some("tok-2".into()), ims: None });
     assert_eq!(status(Some("Bearer tok-1".into()), "/api/assets.json").await.status(), 401);
     assert_eq!(status(Some(basic("admin", "s3cret")), "/api/assets.json").await.status(), 401);
     assert_eq!(status(Some("Bearer tok-2".into()), "/api/assets.json").await.status(), 200);

@@ -174,6 +174,11 @@ pub struct Layout {
 /// materializer beside it, both over the remote and the cache, and the namespace over them.
 pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -> Arc<Vfs<R>> {
     let stats = Arc::new(Stats::default());
+    let probed = Arc::clone(&remote);
+    stats.auth.set(move || {
+        let status = probed.auth_status();
+        (status.kind.to_string(), status.expires)
+    });
     let listings = Listings::new(
         Arc::clone(&remote),
         Arc::clone(&cache),

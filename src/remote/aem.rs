@@ -373,6 +373,10 @@ impl Remote for AemClient {
         Ok(Download { offset, total_size, body: Box::pin(body) })
     }
 
+    fn auth_status(&self) -> super::auth::AuthStatus {
+        self.http.auth_status()
+    }
+
     async fn search(&self, root: &str, words: &str, limit: usize) -> RemoteResult<Vec<String>> {
         if limit == 0 || words.trim().is_empty() {
             return Ok(Vec::new());

@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 
-/// How to authenticate: sent preemptively on every request to the DAM's host.
+/// How to authenticate: sent preemptively on every request to the DAM's origin.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// Anonymous.
@@ -21,6 +22,11 @@ pub enum Credentials {
     },
     /// `Authorization: Bearer <token>` (Cloud Service developer or service token).
     Bearer(String),
+    /// A bearer token read from a file, and read again when the file changes or the DAM
+    /// answers 401 (checked readable by `config`).
+    TokenFile(PathBuf),
+    /// Service credentials: tokens obtained from IMS and renewed before they expire.
+    Service(Arc<super::ims::ServiceCredentials>),
 }
 
 impl fmt::Debug for Credentials {
@@ -29,6 +35,8 @@ impl fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::Basic { user, .. } => write!(f, "Basic {{ user: {user:?}, password: <redacted> }}"),
             Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::TokenFile(path) => write!(f, "TokenFile({})", path.display()),
+            Credentials::Service(creds) => write!(f, "{creds:?}"),
         }
     }
 }

@@ -7,16 +7,23 @@
 //! origin no later hop carries them, even one that comes back (a blob store could otherwise
 //! bounce a request home with the DAM's `Authorization` attached to a URL of its choosing).
 //! No `Referer` is sent on any hop.
+//!
+//! A 401 from the DAM is retried once when [`Auth`] has a newer header (a rewritten token
+//! file, a renewed IMS token). A redirect chain that left the DAM (a signed blob URL) and
+//! ends in 403, such as an expired signature, is asked of the DAM again once, for a fresh URL.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use reqwest::header::LOCATION;
+use std::sync::Arc;
+
 use reqwest::header::{AUTHORIZATION, HeaderValue, RANGE};
 use reqwest::{Response, StatusCode, Url, redirect};
 use serde_json::Value;
 
-use super::config::{AemConfig, Credentials};
+use super::auth::{Auth, AuthStatus};
+use super::config::AemConfig;
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
 
@@ -51,6 +58,12 @@ const MAX_IDLE_PER_HOST: usize = 16;
 /// idle connections after about a minute; reusing one they closed costs a failed request).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The last response of a chain of redirects, and whether the chain left the DAM's origin.
+struct Followed {
+    response: Response,
+    left_origin: bool,
+}
+
 /// A JSON answer, or the status of a non-success answer for the caller to decide on.
 pub(crate) enum Answer {
     /// A 2xx answer whose body parsed as JSON.
@@ -66,7 +79,7 @@ pub(crate) struct Http {
     /// The DAM's origin: the only one credentials are sent to.
     origin: url::Origin,
     /// The preemptive `Authorization` value (sensitive: never printed).
-    auth: Option<HeaderValue>,
+    auth: Arc<Auth>,
     /// Bound on one JSON request, headers and body.
     request_timeout: Duration,
 }
@@ -74,7 +87,6 @@ pub(crate) struct Http {
 impl Http {
     /// Builds the client: connect timeout, keepalive, CA file, proxy, preemptive auth header.
     pub(crate) fn new(config: &AemConfig) -> anyhow::Result<Http> {
-        let auth = auth_header(&config.credentials)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
@@ -103,7 +115,13 @@ impl Http {
             builder = builder.proxy(proxy);
         }
         let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let auth = Auth::new(&config.credentials, client.clone())?;
         Ok(Http { client, origin: config.base.origin(), auth, request_timeout: config.request_timeout })
+    }
+
+    /// The kind of authentication and when its token expires.
+    pub(crate) fn auth_status(&self) -> AuthStatus {
+        self.auth.status()
     }
 
     /// Sends a GET (with a `Range` header when given), follows redirects, and answers the
@@ -112,16 +130,30 @@ impl Http {
     /// debug line per hop; a hop off the DAM is named by its host, never its query (signed
     /// URLs carry their signature there).
     pub(crate) async fn get(&self, url: Url, range: Option<&str>) -> RemoteResult<Response> {
-        let path = label(&url);
-        let mut hop = url;
+        let response = self.follow(&url, range).await?;
+        if response.left_origin && response.response.status() == StatusCode::FORBIDDEN {
+            // A signed URL that expired (or was refused): the DAM signs a fresh one.
+            let host = response.response.url().host_str().unwrap_or("?").to_string();
+            log::info!("GET {}: HTTP 403 from {host}; asking the DAM for a fresh URL", label(&url));
+            return Ok(self.follow(&url, range).await?.response);
+        }
+        Ok(response.response)
+    }
+
+    /// Follows the redirects of one GET (see [`Http::get`]).
+    async fn follow(&self, url: &Url, range: Option<&str>) -> RemoteResult<Followed> {
+        let path = label(url);
+        let mut hop = url.clone();
         let mut on_origin = true;
         for _ in 0..=MAX_REDIRECTS {
             on_origin &= hop.origin() == self.origin;
-            let response = self.send(&hop, range, on_origin).await?;
+            let response = self.send_authorized(&hop, range, on_origin).await?;
             if !REDIRECTS.contains(&response.status()) {
-                return Ok(response);
+                return Ok(Followed { response, left_origin: !on_origin });
             }
-            let Some(location) = response.headers().get(LOCATION) else { return Ok(response) };
+            let Some(location) = response.headers().get(LOCATION) else {
+                return Ok(Followed { response, left_origin: !on_origin });
+            };
             let next = location
                 .to_str()
                 .ok()
@@ -135,8 +167,38 @@ impl Http {
         Err(RemoteError::new(RemoteErrorKind::Other, path, "too many redirects"))
     }
 
+    /// One hop, with the DAM's credentials when `on_origin`; a 401 is tried once more when
+    /// the credentials have changed since (a rotated token).
+    async fn send_authorized(
+        &self,
+        url: &Url,
+        range: Option<&str>,
+        on_origin: bool,
+    ) -> RemoteResult<Response> {
+        if !on_origin {
+            return self.send(url, range, None).await;
+        }
+        let sent = self.auth.header().await?;
+        let response = self.send(url, range, sent.as_ref()).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        match self.auth.after_denied(sent.as_ref()).await {
+            Some(fresh) => {
+                log::debug!("GET {}: HTTP 401; once more with the renewed credentials", label(url));
+                self.send(url, range, Some(&fresh)).await
+            }
+            None => Ok(response),
+        }
+    }
+
     /// One hop of [`Http::get`].
-    async fn send(&self, url: &Url, range: Option<&str>, with_auth: bool) -> RemoteResult<Response> {
+    async fn send(
+        &self,
+        url: &Url,
+        range: Option<&str>,
+        auth: Option<&HeaderValue>,
+    ) -> RemoteResult<Response> {
         let path = label(url);
         let shown = if url.origin() == self.origin {
             let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -149,7 +211,7 @@ impl Http {
         if let Some(range) = range {
             request = request.header(RANGE, range);
         }
-        if let (true, Some(auth)) = (with_auth, &self.auth) {
+        if let Some(auth) = auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         let result = request.send().await;
@@ -195,23 +257,6 @@ impl Http {
             Answer::Status(status) => Err(status_error(&path, status)),
         }
     }
-}
-
-/// The preemptive `Authorization` header, marked sensitive (never printed by reqwest).
-fn auth_header(credentials: &Credentials) -> anyhow::Result<Option<HeaderValue>> {
-    use base64::Engine as _;
-    let text = match credentials {
-        Credentials::None => return Ok(None),
-        Credentials::Basic { user, password } => {
-            let pair = format!("{user}:{password}");
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
-        }
-        Credentials::Bearer(token) => format!("Bearer {}", token.trim()),
-    };
-    let mut value = HeaderValue::from_str(&text)
-        .map_err(|_| anyhow::anyhow!("the credentials contain characters an HTTP header cannot carry"))?;
-    value.set_sensitive(true);
-    Ok(Some(value))
 }
 
 /// Reads a whole body, refusing more than [`MAX_JSON_BYTES`].
@@ -399,18 +444,5 @@ mod tests {
             let parsed = parse_content_range(text).map(|r| (r.span, r.size));
             assert_eq!(parsed, expected, "{text:?}");
         }
-    }
-
-    #[test]
-    fn auth_headers() {
-        assert!(auth_header(&Credentials::None).unwrap().is_none());
-        let basic = auth_header(&Credentials::Basic { user: "admin".into(), password: "admin".into() })
-            .unwrap()
-            .unwrap();
-        assert_eq!(basic.to_str().unwrap(), "Basic YWRtaW46YWRtaW4=");
-        assert!(basic.is_sensitive());
-        let bearer = auth_header(&Credentials::Bearer("tok\n".into())).unwrap().unwrap();
-        assert_eq!(bearer.to_str().unwrap(), "Bearer tok");
-        assert!(auth_header(&Credentials::Bearer("a\nb".into())).is_err());
     }
 }

@@ -10,10 +10,12 @@
 //! (`fake::FakeRemote`) that counts calls and fails or stalls on command.
 
 pub mod aem;
+pub mod auth;
 mod config;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 mod http;
+pub mod ims;
 mod paging;
 mod querybuilder;
 mod siren;
@@ -232,4 +234,9 @@ pub trait Remote: Send + Sync + 'static {
         words: &str,
         limit: usize,
     ) -> impl Future<Output = RemoteResult<Vec<String>>> + Send;
+
+    /// How requests are authenticated, and when the token in use expires.
+    fn auth_status(&self) -> auth::AuthStatus {
+        auth::AuthStatus { kind: "none", expires: None }
+    }
 }

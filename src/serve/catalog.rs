@@ -46,6 +46,8 @@ pub struct Catalog {
     state_dir: PathBuf,
     /// Credentials accepted now; read on every request, replaced by [`Catalog::set_auth`].
     auth: RwLock<Auth>,
+    /// Tokens issued by the IMS endpoints.
+    issued: super::ims::Issued,
     /// True while requests must wait (see [`Catalog::set_stall`]).
     stall: watch::Sender<bool>,
     /// Requests waiting on the stall right now.
@@ -165,6 +167,7 @@ impl Catalog {
             root,
             state_dir,
             auth: RwLock::new(auth),
+            issued: super::ims::Issued::default(),
             stall: watch::channel(false).0,
             stalled: AtomicU64::new(0),
             listing_delay_ms: AtomicU64::new(0),
@@ -196,6 +199,16 @@ impl Catalog {
     /// The credentials accepted now.
     pub(super) fn auth(&self) -> Auth {
         self.auth.read().clone()
+    }
+
+    /// The tokens issued by the IMS endpoints.
+    pub(super) fn issued(&self) -> &super::ims::Issued {
+        &self.issued
+    }
+
+    /// How many tokens the IMS endpoints have issued (tests count renewals with it).
+    pub fn tokens_issued(&self) -> u64 {
+        self.issued.count()
     }
 
     /// Control for tests of damfs: while `stall` is true, every new request waits before it

@@ -14,6 +14,7 @@
 mod binary;
 mod catalog;
 mod files;
+mod ims;
 mod metadata;
 mod querybuilder;
 mod renditions;
@@ -44,6 +45,7 @@ use tokio::sync::watch;
 
 pub use catalog::Catalog;
 use catalog::LiveRecord;
+pub use ims::ImsClient;
 use reply::HttpError;
 
 /// Accepted credentials. With neither set, every request is accepted.
@@ -53,6 +55,9 @@ pub struct Auth {
     pub basic: Option<(String, String)>,
     /// Token accepted with `Authorization: Bearer`.
     pub bearer: Option<String>,
+    /// The client that may obtain tokens at the IMS endpoints; the tokens it gets are
+    /// accepted until they expire.
+    pub ims: Option<ImsClient>,
 }
 
 /// Configuration of `damfs serve`, validated by `config`.
@@ -211,7 +216,7 @@ async fn interrupted() {
 /// The one handler: every request of every method and path comes here.
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let method = parts.method.clone();
     let target =
         parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().into());
@@ -222,7 +227,11 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         started,
         armed: true,
     };
+    let token_endpoint = [ims::JWT_EXCHANGE, ims::TOKEN_V3].contains(&parts.uri.path());
     let response = match wait_while_stalled(&app).await {
+        Ok(()) if token_endpoint && parts.method == Method::POST => {
+            ims::token(app.catalog.auth().ims, app.catalog.issued(), parts.uri.path(), body).await
+        }
         Ok(()) => answer(&app, &parts).await,
         Err(error) => error.into_response(),
     };
@@ -248,7 +257,7 @@ async fn wait_while_stalled(app: &App) -> Result<(), HttpError> {
 
 /// Credentials, method, then the route.
 async fn answer(app: &App, parts: &axum::http::request::Parts) -> Response {
-    if !authorized(&app.catalog.auth(), &parts.headers) {
+    if !authorized(&app.catalog.auth(), app.catalog.issued(), &parts.headers) {
         let mut response =
             HttpError::new(StatusCode::UNAUTHORIZED, "authentication required").into_response();
         response.headers_mut().insert(
@@ -277,8 +286,8 @@ async fn answer(app: &App, parts: &axum::http::request::Parts) -> Response {
 }
 
 /// Whether the request carries credentials the catalog accepts now.
-fn authorized(auth: &Auth, headers: &HeaderMap) -> bool {
-    if auth.basic.is_none() && auth.bearer.is_none() {
+fn authorized(auth: &Auth, issued: &ims::Issued, headers: &HeaderMap) -> bool {
+    if auth.basic.is_none() && auth.bearer.is_none() && auth.ims.is_none() {
         return true;
     }
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
@@ -294,7 +303,9 @@ fn authorized(auth: &Auth, headers: &HeaderMap) -> bool {
         let Ok(decoded) = String::from_utf8(decoded) else { return false };
         decoded.split_once(':').is_some_and(|(u, p)| u == user && p == password)
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        !credentials.is_empty() && auth.bearer.as_deref() == Some(credentials)
+        let fixed = auth.bearer.as_deref() == Some(credentials);
+        let issued = auth.ims.is_some() && issued.valid(credentials) == Some(true);
+        !credentials.is_empty() && (fixed || issued)
     } else {
         false
     }
@@ -420,9 +431,15 @@ mod tests {
     #[test]
     fn credentials() {
         let mut headers = HeaderMap::new();
+        let issued = ims::Issued::default();
+        let authorized = |auth: &Auth, headers: &HeaderMap| authorized(auth, &issued, headers);
         let open = Auth::default();
         assert!(authorized(&open, &headers));
-        let auth = Auth { basic: Some(("admin".into(), "pw:x".into())), bearer: Some("tok".into()) };
+        let auth = Auth {
+            basic: Some(("admin".into(), "pw:x".into())),
+            bearer: Some("tok".into()),
+            ..Auth::default()
+        };
         assert!(!authorized(&auth, &headers));
         let basic = base64::engine::general_purpose::STANDARD.encode("admin:pw:x");
         headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
@@ -432,6 +449,6 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer other"));
         assert!(!authorized(&auth, &headers));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert!(!authorized(&Auth { basic: None, bearer: Some(String::new()) }, &headers));
+        assert!(!authorized(&Auth { bearer: Some(String::new()), ..Auth::default() }, &headers));
     }
 }

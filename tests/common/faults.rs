@@ -36,6 +36,9 @@ pub enum Fault {
     Json(String),
     /// Answers 200 with a chunked body that never ends: `chunk` bytes each `every`.
     Endless { chunk: usize, every: Duration },
+    /// Answers 302 to the same target on another server (`http://127.0.0.1:PORT`), as AEM
+    /// redirects a binary to a signed blob URL.
+    Redirect(String),
 }
 
 #[derive(Debug)]
@@ -52,6 +55,8 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     /// Decoded paths of every request seen.
     seen: Mutex<Vec<String>>,
+    /// Every request head seen, as sent.
+    heads: Mutex<Vec<String>>,
     /// Faulty bodies being written right now (a client that went away ends one).
     open_bodies: AtomicUsize,
 }
@@ -122,6 +127,11 @@ impl FaultProxy {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// Every request head seen, as sent (request line and headers).
+    pub fn heads(&self) -> Vec<String> {
+        self.shared.heads.lock().unwrap().clone()
+    }
+
     /// Faulty bodies still being written (0 once every reader of one went away).
     pub fn open_bodies(&self) -> usize {
         self.shared.open_bodies.load(Ordering::SeqCst)
@@ -164,6 +174,7 @@ async fn connection(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Sha
         let target = head.lines().next().and_then(|l| l.split(' ').nth(1)).unwrap_or("/").to_string();
         let decoded = percent_decode_str(&target).decode_utf8_lossy().into_owned();
         shared.seen.lock().unwrap().push(decoded.clone());
+        shared.heads.lock().unwrap().push(head.clone());
         let fault = {
             let mut rules = shared.rules.lock().unwrap();
             let found = rules.iter_mut().find(|r| decoded.contains(&r.pattern) && r.remaining != Some(0));
@@ -301,6 +312,12 @@ async fn misbehave(
         Fault::Status(code) => {
             let text = format!("status {code}");
             let answer = format!("HTTP/1.1 {code} Fault\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+            client.write_all(answer.as_bytes()).await.is_ok()
+        }
+        Fault::Redirect(base) => {
+            let target = head.lines().next().and_then(|l| l.split(' ').nth(1)).unwrap_or("/");
+            let answer =
+                format!("HTTP/1.1 302 Found\r\nLocation: {base}{target}\r\nContent-Length: 0\r\n\r\n");
             client.write_all(answer.as_bytes()).await.is_ok()
         }
         Fault::Json(body) => {
