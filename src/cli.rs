@@ -128,9 +128,14 @@ pub struct MountArgs {
     /// Renditions larger than this are transferred in the background after open returns.
     #[arg(long, default_value = "10M", value_name = "SIZE")]
     pub async_threshold: String,
-    /// Folder listings are re-read from the remote after this (e.g. 60s, 5m).
+    /// Folder listings are re-read from the remote after this (e.g. 60s, 5m); an asset the
+    /// re-read listing shows changed or gone is dropped from the cache and fetched anew.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub dir_ttl: String,
+    /// Keep materialized assets as they were fetched, whatever later listings say (a
+    /// snapshot): new and deleted assets still come and go with the listings.
+    #[arg(long)]
+    pub no_revalidate: bool,
     /// Which assets to show: images, all, or MIME types separated by commas or colons
     /// (image/*,application/pdf; colons inside -o).
     #[arg(long, default_value = "images", value_name = "LIST")]

@@ -115,6 +115,8 @@ pub struct MountConfig {
     pub async_threshold: u64,
     /// Listing TTL.
     pub dir_ttl: Duration,
+    /// Whether new versions of materialized assets replace them.
+    pub revalidate: bool,
     /// Which assets are shown.
     pub formats: Formats,
     /// Let every local user read.
@@ -176,6 +178,7 @@ impl TryFrom<&MountArgs> for MountConfig {
             fetch_timeout,
             async_threshold,
             dir_ttl,
+            revalidate: !args.no_revalidate,
             formats,
             allow_other: args.allow_other,
             log_file: args.log_file.clone(),

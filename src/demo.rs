@@ -80,6 +80,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         fetch_timeout: Duration::from_secs(5),
         async_threshold: 10 << 20,
         dir_ttl: Duration::from_secs(60),
+        revalidate: true,
         formats: Formats::Images,
         allow_other: false,
         log_file: None,

@@ -39,6 +39,8 @@ pub enum IndexOp {
     DropContent { path: String },
     /// Forget one rendition's content file.
     DropRendition { asset: String, name: String },
+    /// Forget an asset's manifest (its content stays, unless dropped too).
+    DropManifest { path: String },
     /// Answer once everything sent before has been written.
     Flush(mpsc::Sender<()>),
 }
@@ -289,6 +291,9 @@ pub fn apply(
             }
             IndexOp::DropRendition { asset, name } => {
                 tx.execute("DELETE FROM renditions WHERE asset = ?1 AND name = ?2", params![asset, name])?;
+            }
+            IndexOp::DropManifest { path } => {
+                tx.execute("DELETE FROM assets WHERE path = ?1", params![path])?;
             }
             IndexOp::Flush(done) => flushes.push(done),
         }

@@ -135,7 +135,7 @@ impl Cache {
     }
     /// Deletes an asset's content files: the renditions the in-memory view knew (`known`)
     /// and those the index has, which differ while the index writer lags behind a commit.
-    fn remove_files(&self, asset: &str, known: &[String]) {
+    pub(super) fn remove_files(&self, asset: &str, known: &[String]) {
         let mut names: HashSet<String> = known.iter().cloned().collect();
         let indexed = self.query("renditions", |c| index::renditions(c, asset)).unwrap_or_default();
         names.extend(indexed.into_iter().map(|(n, _, _)| n));

@@ -317,6 +317,19 @@ impl Cache {
         self.send(IndexOp::DropRendition { asset: asset.into(), name: name.into() });
     }
 
+    /// Forgets an asset the remote has a new version of, or no longer has: its content
+    /// files (open descriptors keep their bytes) and its manifest, whether in use or not.
+    pub fn drop_asset(&self, asset: &str) {
+        let (_, names) = self.state.lock().remove(asset);
+        self.remove_files(asset, &names);
+        self.drop_manifest(asset);
+    }
+
+    /// Forgets an asset's stored manifest (it is fetched again at the next need).
+    pub fn drop_manifest(&self, asset: &str) {
+        self.send(IndexOp::DropManifest { path: asset.into() });
+    }
+
     /// An asset's stored manifest.
     pub fn manifest(&self, asset: &str) -> Option<String> {
         self.query("a manifest", |c| index::manifest(c, asset)).flatten()

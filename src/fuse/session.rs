@@ -52,7 +52,7 @@ impl<R: Remote> Session<R> {
     ) -> anyhow::Result<Session<R>> {
         // SAFETY: geteuid/getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        let (fs, notifier) = DamFs::new(vfs, runtime, uid, gid, stopping);
+        let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime, uid, gid, stopping);
         let mut options = fuser::Config::default();
         options.mount_options = vec![
             fuser::MountOption::FSName(spec.source.clone()),
@@ -76,6 +76,7 @@ impl<R: Remote> Session<R> {
                 .with_context(|| format!("cannot mount on {mp}"))?
         };
         let _ = notifier.set(inner.notifier());
+        vfs.set_kernel(kernel_sink(inner.notifier()));
         Ok(Session { inner })
     }
 
@@ -116,4 +117,28 @@ fn kernel_mount(spec: &MountSpec) -> anyhow::Result<OwnedFd> {
 
 fn cstring(path: &Path) -> Result<CString, std::ffi::NulError> {
     CString::new(path.as_os_str().as_bytes())
+}
+
+/// Sends invalidations from a thread of their own: the kernel may be waiting for a reply
+/// from the thread that found them, and a notification waits for the kernel.
+fn kernel_sink(notifier: fuser::Notifier) -> crate::vfs::KernelSink {
+    Box::new(move |invals| {
+        let notifier = notifier.clone();
+        std::thread::spawn(move || {
+            for inval in invals {
+                let result = match &inval {
+                    crate::vfs::Inval::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, -1),
+                    crate::vfs::Inval::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::new(name))
+                    }
+                };
+                // ENOENT: the kernel no longer holds it, which is the point.
+                if let Err(e) = result
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    log::debug!("cannot invalidate {inval:?}: {e}");
+                }
+            }
+        });
+    })
 }

@@ -47,6 +47,13 @@ pub struct Child {
     pub mtime: Option<i64>,
     /// `dc:format` (assets).
     pub format: Option<String>,
+    /// What tells this version of the asset from the next, when the remote said: its
+    /// `jcr:lastModified`, size, `dam:sha1` and `dam:assetState`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    /// The remote is still making its renditions (`dam:assetState` is not `processed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub processing: bool,
 }
 
 impl Child {
@@ -57,6 +64,56 @@ impl Child {
             _ => UNIX_EPOCH,
         }
     }
+}
+
+/// What a re-read listing found different from the listing before it (names of children).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A child that was not there.
+    Added(String),
+    /// A child that is gone.
+    Removed(String),
+    /// An asset whose stamp changed: a new version.
+    Modified(String),
+}
+
+/// Called with a folder and what changed in it, once its new listing serves.
+pub type ChangeHook = Box<dyn Fn(&str, &[Change]) + Send + Sync>;
+
+/// The hook of a listing service, set once.
+#[derive(Default)]
+struct OnChange(std::sync::OnceLock<ChangeHook>);
+
+impl std::fmt::Debug for OnChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "OnChange(set)" } else { "OnChange(unset)" })
+    }
+}
+
+/// What changed from `old` to `new`. An asset is modified only when both listings have its
+/// stamp and they differ: a listing without attributes never invalidates anything.
+pub fn changes(old: &Listing, new: &Listing) -> Vec<Change> {
+    let mut out = Vec::new();
+    for child in &new.children {
+        match old.get(&child.name) {
+            None => out.push(Change::Added(child.name.clone())),
+            Some(before) if before.folder != child.folder => {
+                out.push(Change::Removed(child.name.clone()));
+                out.push(Change::Added(child.name.clone()));
+            }
+            Some(before) => {
+                if let (false, Some(a), Some(b)) = (child.folder, &before.stamp, &child.stamp)
+                    && a != b
+                {
+                    out.push(Change::Modified(child.name.clone()));
+                }
+            }
+        }
+    }
+    out.extend(
+        old.children.iter().filter(|c| new.get(&c.name).is_none()).map(|c| Change::Removed(c.name.clone())),
+    );
+    out
 }
 
 /// A checked folder listing.
@@ -118,6 +175,8 @@ pub struct Listings<R> {
     flights: Arc<SingleFlight<String, Arc<Listing>>>,
     /// Search results by words, with when they were fetched. Guards the map only.
     searches: Mutex<HashMap<String, (Instant, search::Results)>>,
+    /// Told of what each re-read listing changed.
+    on_change: OnChange,
 }
 
 impl<R: Remote> Listings<R> {
@@ -131,7 +190,13 @@ impl<R: Remote> Listings<R> {
             held: Mutex::new(HashMap::new()),
             flights: Arc::default(),
             searches: Mutex::new(HashMap::new()),
+            on_change: OnChange::default(),
         })
+    }
+
+    /// Sets what is told of the changes each re-read listing finds (once).
+    pub fn on_change(&self, hook: ChangeHook) {
+        let _ = self.on_change.0.set(hook);
     }
 
     /// The folder mounted as the root.
@@ -225,7 +290,15 @@ impl<R: Remote> Listings<R> {
             Ok(json) => self.cache.put_listing(&key, json),
             Err(e) => log::warn!("/{key}: cannot persist the listing: {e}"),
         }
-        self.held.lock().insert(key, Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) });
+        let held = Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) };
+        let old = self.held.lock().insert(key.clone(), held).map(|h| h.listing);
+        if let (Some(old), Some(hook)) = (old, self.on_change.0.get()) {
+            let changed = changes(&old, &listing);
+            if !changed.is_empty() {
+                log::info!("/{key}: the re-read listing changed {} entries", changed.len());
+                hook(&key, &changed);
+            }
+        }
         Ok(listing)
     }
 
@@ -261,6 +334,8 @@ impl<R: Remote> Listings<R> {
                 size: None,
                 mtime: None,
                 format: None,
+                stamp: None,
+                processing: false,
             });
         }
         let assets: Vec<String> =
@@ -284,10 +359,16 @@ impl<R: Remote> Listings<R> {
                 if let Some(a) = by_name.get(child.name.as_str()) {
                     child.size = a.size;
                     child.format = a.format.clone();
-                    child.mtime = a
-                        .modified
-                        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-                        .map(|d| d.as_secs() as i64);
+                    let since_epoch = a.modified.and_then(|m| m.duration_since(UNIX_EPOCH).ok());
+                    child.mtime = since_epoch.map(|d| d.as_secs() as i64);
+                    child.processing = a.state.as_deref().is_some_and(|s| s != "processed");
+                    child.stamp = Some(format!(
+                        "{}|{}|{}|{}",
+                        since_epoch.map_or(-1, |d| d.as_millis() as i128),
+                        a.size.map_or(-1, i128::from),
+                        a.sha1.as_deref().unwrap_or(""),
+                        a.state.as_deref().unwrap_or("")
+                    ));
                 }
             }
         }

@@ -43,6 +43,9 @@ pub struct Manifest {
     pub tags: Vec<TagRef>,
     /// Every rendition, `original` first.
     pub renditions: Vec<RenditionEntry>,
+    /// Fetched while the remote was still making renditions: fetched again at a later open.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 impl Manifest {
@@ -116,7 +119,7 @@ pub async fn fetch<R: Remote>(
     }
     let mut meta = metadata;
     meta.sha1 = meta.sha1.map(|s| s.to_ascii_lowercase());
-    Ok(Manifest { path: asset.to_string(), meta, tags: tag_refs, renditions })
+    Ok(Manifest { path: asset.to_string(), meta, tags: tag_refs, renditions, provisional: false })
 }
 
 /// A tag that the remote does not know (404) keeps its ID and takes its last segment as

@@ -8,9 +8,10 @@ pub mod manifest;
 mod open;
 pub mod transfer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::deadline::{Budget, Deadline};
 use futures_util::StreamExt;
@@ -140,6 +141,12 @@ pub struct Materializer<R> {
     contents: Mutex<HashMap<String, Arc<AssetContent>>>,
     manifest_flights: Arc<SingleFlight<String, Arc<Manifest>>>,
     content_flights: Arc<SingleFlight<String, Arc<AssetContent>>>,
+    /// Per asset with work in progress or content held: set (and removed) when a new
+    /// version is announced, so that what the old version's work brings in is not kept.
+    /// Guards the map only.
+    versions: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Assets the listings say the remote is still processing. Guards the set only.
+    processing: Mutex<HashSet<String>>,
 }
 
 impl<R: Remote> Materializer<R> {
@@ -155,7 +162,43 @@ impl<R: Remote> Materializer<R> {
             contents: Mutex::new(HashMap::new()),
             manifest_flights: Arc::default(),
             content_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
+            versions: Mutex::new(HashMap::new()),
+            processing: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The flag of the version of `asset` being worked on (see `versions`).
+    fn version(&self, asset: &str) -> Arc<AtomicBool> {
+        Arc::clone(self.versions.lock().entry(asset.to_string()).or_default())
+    }
+
+    /// Notes whether the remote is still making `asset`'s renditions (the listing's
+    /// `dam:assetState`): a manifest fetched meanwhile is provisional.
+    pub fn set_processing(&self, asset: &str, processing: bool) {
+        let mut set = self.processing.lock();
+        if processing {
+            set.insert(asset.to_string());
+        } else {
+            set.remove(asset);
+        }
+    }
+
+    /// Forgets everything known of `asset` because the remote has a new version of it (or
+    /// no longer has it): its manifest and content, in memory and in the cache. Open files
+    /// keep reading the version they opened (their descriptors hold its bytes), transfers
+    /// of the old version finish for their readers but never enter the cache, and the next
+    /// open materializes the new version. Returns the old manifest, if one was known.
+    /// Removes files: call it off the runtime's workers.
+    pub fn invalidate(&self, asset: &str) -> Option<Arc<Manifest>> {
+        if let Some(flag) = self.versions.lock().remove(asset) {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let content = self.contents.lock().remove(asset);
+        let manifest =
+            self.manifests.lock().remove(asset).or_else(|| content.as_ref().map(|c| Arc::clone(&c.manifest)));
+        drop(content);
+        self.cache.drop_asset(asset);
+        manifest
     }
 
     /// The manifest of `asset` if it is known without the remote.
@@ -238,8 +281,14 @@ impl<R: Remote> Materializer<R> {
     }
 
     async fn fetch_manifest(self: Arc<Self>, key: String) -> FsResult<Arc<Manifest>> {
-        let m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.step).await?;
+        let version = self.version(&key);
+        let mut m = manifest::fetch(&*self.remote, &self.titles, &key, self.config.step).await?;
+        m.provisional = self.processing.lock().contains(&key);
         Stats::add(&self.stats.manifests_fetched, 1);
+        if version.load(Ordering::SeqCst) {
+            // A newer version was announced meanwhile: serve this caller, keep nothing.
+            return Ok(Arc::new(m));
+        }
         let json =
             serde_json::to_string(&m).map_err(|e| FsError::Internal(format!("manifest of {key}: {e}")))?;
         self.cache.put_manifest(&key, json);
@@ -268,7 +317,13 @@ impl<R: Remote> Materializer<R> {
     ) -> FsResult<Arc<AssetContent>> {
         let held = self.contents.lock().get(asset).cloned();
         if let Some(content) = held {
-            if self.still_cached(asset, &content) {
+            if content.manifest.provisional {
+                // The remote was still making renditions: ask it again, keeping the files
+                // of the renditions already here.
+                self.forget(asset, &content);
+                self.manifests.lock().remove(asset);
+                self.cache.drop_manifest(asset);
+            } else if self.still_cached(asset, &content) {
                 self.cache.touch(asset);
                 Stats::add(&self.stats.cache_hits, 1);
                 return Ok(content);
@@ -327,10 +382,15 @@ impl<R: Remote> Materializer<R> {
     /// An asset whose manifest and every rendition are in the cache.
     fn cached_content(&self, asset: &str) -> Option<Arc<AssetContent>> {
         let manifest = self.cached_manifest(asset)?;
+        if manifest.provisional {
+            return None;
+        }
         let cached = self.cache.renditions(asset);
         let mut renditions = HashMap::new();
         for r in &manifest.renditions {
-            let c = cached.get(&r.name)?;
+            let listed = r.size.or(if r.name == "original" { manifest.meta.size } else { None });
+            // A file whose length is not the listed one belongs to another version.
+            let c = cached.get(&r.name).filter(|c| listed.is_none_or(|s| s == c.size))?;
             let path = self.cache.content_path(asset, &r.name);
             renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
         }
@@ -341,6 +401,7 @@ impl<R: Remote> Materializer<R> {
     }
 
     async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
+        let version = self.version(asset);
         // The flight bounds each remote step; the manifest wait gets the same budget.
         let manifest = self.manifest(asset, self.config.step.deadline()).await?;
         let _pin = PinGuard::new(&self.cache, asset);
@@ -359,7 +420,8 @@ impl<R: Remote> Materializer<R> {
         let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
         let mut need = 0u64;
         for r in &manifest.renditions {
-            if let Some(c) = cached.get(&r.name) {
+            // A file whose length is not the listed one belongs to another version.
+            if let Some(c) = cached.get(&r.name).filter(|c| size_of(r).is_none_or(|s| s == c.size)) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
                 continue;
@@ -372,6 +434,7 @@ impl<R: Remote> Materializer<R> {
                 expected: size,
                 step: self.config.step,
                 keep: !uncached,
+                superseded: Arc::clone(&version),
             };
             need = need.saturating_add(size.unwrap_or(0));
             if size.is_some_and(|s| s > self.config.async_threshold) {
@@ -411,7 +474,7 @@ impl<R: Remote> Materializer<R> {
         for result in results {
             match result {
                 Ok((name, fetched)) => {
-                    if uncached {
+                    if !fetched.cached {
                         content.temps.lock().push(fetched.path.clone());
                     }
                     states.insert(name, RenditionState::Complete { path: fetched.path, size: fetched.size });
@@ -426,7 +489,7 @@ impl<R: Remote> Materializer<R> {
         for job in async_jobs {
             self.start_background(asset, &content, job).await?;
         }
-        if !uncached {
+        if !uncached && !version.load(Ordering::SeqCst) {
             self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
         }
         Ok(content)
@@ -452,7 +515,12 @@ impl<R: Remote> Materializer<R> {
         tokio::spawn(async move {
             let _pin = pin;
             match work.await {
-                Ok(fetched) => content.complete(&name, &fetched),
+                Ok(fetched) => {
+                    if !fetched.cached && !content.uncached {
+                        content.temps.lock().push(fetched.path.clone());
+                    }
+                    content.complete(&name, &fetched);
+                }
                 Err(e) => {
                     log::warn!("{asset}: background transfer of {name} failed: {e}");
                     // The next open starts a new transfer.

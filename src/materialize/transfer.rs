@@ -79,10 +79,12 @@ impl Transfer {
 /// What a finished transfer produced.
 #[derive(Debug, Clone)]
 pub struct Fetched {
-    /// The content file in the cache.
+    /// The content file in the cache, or the temporary file when it was not cached.
     pub path: PathBuf,
     /// Its length.
     pub size: u64,
+    /// Whether `path` is in the cache (else it is a temporary file its content removes).
+    pub cached: bool,
 }
 
 /// What to fetch and how to check it.
@@ -100,6 +102,10 @@ pub struct Job {
     pub step: Budget,
     /// Whether the bytes enter the cache; if not, they stay in the temporary file.
     pub keep: bool,
+    /// Set when the asset has a newer version than the one this job fetches: the bytes
+    /// then stay in the temporary file (for the readers of the old version) and never
+    /// enter the cache.
+    pub superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Slack over an expected length before a body is cut off as endless: a quarter more plus
@@ -342,8 +348,9 @@ async fn run<R: Remote>(
     let digest = hex(&sha256.finalize());
     let temp = transfer.temp.clone();
     Stats::add(&stats.renditions_fetched, 1);
-    if !job.keep {
-        return Ok(Fetched { path: temp, size: written });
+    let superseded = || job.superseded.load(std::sync::atomic::Ordering::SeqCst);
+    if !job.keep || superseded() {
+        return Ok(Fetched { path: temp, size: written, cached: false });
     }
     // fsync and rename wait on the disk: never on a runtime worker.
     let (store, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
@@ -353,6 +360,12 @@ async fn run<R: Remote>(
     })
     .await
     .map_err(|e| FsError::Internal(format!("committing {}: {e}", what())))??;
+    if superseded() {
+        // A new version was announced while the file was renamed into place: it must not
+        // stay, and the reader of the old version has lost the race.
+        cache.forget_rendition(&job.asset, &job.rendition);
+        return Err(FsError::Abandoned(format!("{}: a new version arrived meanwhile", what())));
+    }
     // The bytes are now charged as content: stop charging them as a transfer's, then evict
     // if this rendition (of a length nobody announced) took the cache over its cap.
     guard.release();
@@ -360,5 +373,5 @@ async fn run<R: Remote>(
         let store = Arc::clone(cache);
         let _ = tokio::task::spawn_blocking(move || store.make_room(0)).await;
     }
-    Ok(Fetched { path, size: written })
+    Ok(Fetched { path, size: written, cached: true })
 }

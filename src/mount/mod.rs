@@ -139,6 +139,7 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
             dir_ttl: config.dir_ttl,
             formats: config.formats.clone(),
             async_threshold: config.async_threshold,
+            revalidate: config.revalidate,
         },
         remote,
         Arc::clone(&cache),
@@ -168,6 +169,8 @@ pub struct Layout {
     pub formats: Formats,
     /// Renditions larger than this are transferred in the background.
     pub async_threshold: u64,
+    /// Whether new versions replace materialized assets.
+    pub revalidate: bool,
 }
 
 /// Wires the namespace over `remote` and `cache`: the listing and search service and the
@@ -200,7 +203,11 @@ pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -
             async_threshold: layout.async_threshold,
         },
     );
-    let config =
-        VfsConfig { root: layout.root, request_timeout: layout.fetch_timeout, dir_ttl: layout.dir_ttl };
+    let config = VfsConfig {
+        root: layout.root,
+        request_timeout: layout.fetch_timeout,
+        dir_ttl: layout.dir_ttl,
+        revalidate: layout.revalidate,
+    };
     Vfs::new(config, listings, materializer, crate::cache::InodeStore::new(cache), stats)
 }

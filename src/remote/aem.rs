@@ -105,19 +105,23 @@ impl AemClient {
             Answer::Status(status) => return Err(status_error(&path, status)),
         };
         let content = parse_content_attrs(&value).map_err(|cause| format_error(&path, cause))?;
-        let (mut size, mut format) = (content.size, content.format);
+        let (mut size, mut format, mut sha1) = (content.size, content.format, content.sha1);
         if !content.metadata_seen {
             // A Cloud Service instance may render the metadata child as `{}`.
             let url = self.endpoints.asset_node(&asset, "/jcr:content/metadata.json")?;
             let path = label(&url);
             match self.http.get_json_answer(url).await? {
-                Answer::Json(Value::Object(metadata)) => (size, format) = metadata_attrs(&metadata),
+                Answer::Json(Value::Object(metadata)) => {
+                    (size, format) = metadata_attrs(&metadata);
+                    sha1 = metadata.get("dam:sha1").and_then(Value::as_str).map(str::to_ascii_lowercase);
+                }
                 Answer::Json(_) => return Err(format_error(&path, "expected a JSON object")),
                 Answer::Status(StatusCode::NOT_FOUND) => {}
                 Answer::Status(status) => return Err(status_error(&path, status)),
             }
         }
-        Ok(Some(AssetAttrs { path: asset, size, modified: content.modified, format }))
+        let modified = content.modified;
+        Ok(Some(AssetAttrs { path: asset, size, modified, format, sha1, state: content.state }))
     }
 
     /// Attributes one request per asset, [`FALLBACK_CONCURRENCY`] at a time, in input order.

@@ -103,8 +103,9 @@ pub struct FolderListing {
     pub children: Vec<ChildEntry>,
 }
 
-/// Attributes of an asset that `ls -l` needs, without downloading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Attributes of an asset that `ls -l` needs, without downloading it, and what tells one
+/// version of it from the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssetAttrs {
     /// DAM path of the asset.
     pub path: String,
@@ -114,6 +115,10 @@ pub struct AssetAttrs {
     pub modified: Option<SystemTime>,
     /// `dc:format` (a MIME type).
     pub format: Option<String>,
+    /// `dam:sha1` of the original, lower-case hex.
+    pub sha1: Option<String>,
+    /// `jcr:content/dam:assetState` (`processed` once every rendition exists).
+    pub state: Option<String>,
 }
 
 /// The metadata node of one asset. Serializable because the cache keeps it inside the

@@ -9,9 +9,11 @@ use super::siren::as_count;
 use super::sling::{first_string, metadata_attrs, parse_date};
 use super::url::{dam_path_from_jcr, jcr_path};
 
-/// The properties asked of each hit of a folder query.
-const ATTR_PROPERTIES: &str =
-    "jcr:path jcr:content/jcr:lastModified jcr:content/metadata/dam:size jcr:content/metadata/dc:format";
+/// The properties asked of each hit of a folder query. `dam:sha1` is not among them (a
+/// server without it stored would have to read every file); `jcr:lastModified` moves with
+/// every new version anyway.
+const ATTR_PROPERTIES: &str = "jcr:path jcr:content/jcr:lastModified jcr:content/dam:assetState \
+     jcr:content/metadata/dam:size jcr:content/metadata/dc:format";
 
 /// Parameters of the query for the attributes of every asset directly in `folder`, from
 /// hit number `offset` on.
@@ -113,7 +115,16 @@ pub(crate) fn attrs_from_hits(hits: &[Value], folder: &str) -> Vec<AssetAttrs> {
         format = format
             .or_else(|| property(hit, &["jcr:content", "metadata", "dc:format"]).and_then(first_string));
         let modified = property(hit, &["jcr:content", "jcr:lastModified"]).and_then(parse_date);
-        out.push(AssetAttrs { path, size, modified, format });
+        let sha1 = property(hit, &["jcr:content", "metadata", "dam:sha1"]).and_then(first_string);
+        let state = property(hit, &["jcr:content", "dam:assetState"]).and_then(first_string);
+        out.push(AssetAttrs {
+            path,
+            size,
+            modified,
+            format,
+            sha1: sha1.map(|s| s.to_ascii_lowercase()),
+            state,
+        });
     }
     out
 }
@@ -178,25 +189,29 @@ mod tests {
                     path: "we retail/act/hiking.jpg".into(),
                     size: Some(418237),
                     modified,
-                    format: Some("image/jpeg".into())
+                    format: Some("image/jpeg".into()),
+                    ..AssetAttrs::default()
                 },
                 AssetAttrs {
                     path: "we retail/act/bare.png".into(),
                     size: None,
                     modified: None,
-                    format: None
+                    format: None,
+                    ..AssetAttrs::default()
                 },
                 AssetAttrs {
                     path: "we retail/act/partial.png".into(),
                     size: Some(5),
                     modified: None,
-                    format: None
+                    format: None,
+                    ..AssetAttrs::default()
                 },
                 AssetAttrs {
                     path: "we retail/act/flat.gif".into(),
                     size: None,
                     modified: Some(UNIX_EPOCH + Duration::from_secs(1)),
-                    format: Some("image/gif".into())
+                    format: Some("image/gif".into()),
+                    ..AssetAttrs::default()
                 },
             ]
         );

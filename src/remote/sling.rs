@@ -151,6 +151,10 @@ pub(crate) struct ContentAttrs {
     pub size: Option<u64>,
     /// `metadata/dc:format`.
     pub format: Option<String>,
+    /// `metadata/dam:sha1`.
+    pub sha1: Option<String>,
+    /// `dam:assetState`.
+    pub state: Option<String>,
     /// False when the `metadata` child was missing or rendered as `{}`: then ask
     /// `metadata.json` on its own.
     pub metadata_seen: bool,
@@ -165,7 +169,10 @@ pub(crate) fn parse_content_attrs(value: &Value) -> Result<ContentAttrs, String>
         Some(m) => metadata_attrs(m),
         None => (None, None),
     };
-    Ok(ContentAttrs { modified, size, format, metadata_seen: metadata.is_some() })
+    let sha1 =
+        metadata.and_then(|m| m.get("dam:sha1")).and_then(first_string).map(|s| s.to_ascii_lowercase());
+    let state = object.get("dam:assetState").and_then(first_string);
+    Ok(ContentAttrs { modified, size, format, sha1, state, metadata_seen: metadata.is_some() })
 }
 
 /// `dam:size` and `dc:format` of a metadata node.
@@ -312,20 +319,30 @@ mod tests {
     #[test]
     fn content_attrs() {
         let full = json!({"jcr:lastModified": "Fri Oct 25 2024 18:11:57 GMT+0000",
-            "metadata": {"dam:size": "12", "dc:format": "image/png"}, "renditions": {}});
+            "dam:assetState": "processing",
+            "metadata": {"dam:size": "12", "dc:format": "image/png", "dam:sha1": "AB"}, "renditions": {}});
         assert_eq!(
             parse_content_attrs(&full).unwrap(),
             ContentAttrs {
                 modified: at(1_729_879_917, 0),
                 size: Some(12),
                 format: Some("image/png".into()),
+                sha1: Some("ab".into()),
+                state: Some("processing".into()),
                 metadata_seen: true
             }
         );
         let cloud = json!({"jcr:lastModified": 5, "metadata": {}});
         assert_eq!(
             parse_content_attrs(&cloud).unwrap(),
-            ContentAttrs { modified: at(0, 5), size: None, format: None, metadata_seen: false }
+            ContentAttrs {
+                modified: at(0, 5),
+                size: None,
+                format: None,
+                sha1: None,
+                state: None,
+                metadata_seen: false
+            }
         );
         assert!(!parse_content_attrs(&json!({})).unwrap().metadata_seen);
         assert!(parse_content_attrs(&json!("x")).is_err());

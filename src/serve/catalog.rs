@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 pub(crate) use super::files::{Asset, Stamp};
 use super::metadata::{Digests, MetaNeeds, describe};
-use super::renditions::Generator;
+use super::renditions::{Generator, ORIGINAL, Rendition};
 use super::{Auth, RequestRecord};
 use crate::sidecar::{SIDECAR_NAME, Sidecar};
 
@@ -56,6 +56,9 @@ pub struct Catalog {
     listing_delay_ms: AtomicU64,
     /// False when `/bin/querybuilder.json` answers 404.
     querybuilder: AtomicBool,
+    /// Assets (relative paths) shown as still being processed: `dam:assetState`
+    /// `processing` and no rendition but the original.
+    processing: RwLock<std::collections::HashSet<String>>,
     /// Bytes per second each binary body is held to (0: no limit).
     throttle: std::sync::atomic::AtomicU64,
     /// Requests seen, oldest first, at most [`MAX_RECORDS`].
@@ -172,6 +175,7 @@ impl Catalog {
             stalled: AtomicU64::new(0),
             listing_delay_ms: AtomicU64::new(0),
             querybuilder: AtomicBool::new(true),
+            processing: RwLock::default(),
             throttle: std::sync::atomic::AtomicU64::new(0),
             records: Mutex::new(VecDeque::new()),
             sidecar: Mutex::new(None),
@@ -194,6 +198,31 @@ impl Catalog {
     /// checked against the new ones (so a token that worked can later answer 401).
     pub fn set_auth(&self, auth: Auth) {
         *self.auth.write() = auth;
+    }
+
+    /// Control for tests of damfs: shows the asset at `rel` (relative to the served folder)
+    /// as still being processed, or no longer.
+    pub fn set_processing(&self, rel: &str, processing: bool) {
+        let mut set = self.processing.write();
+        if processing {
+            set.insert(rel.to_string());
+        } else {
+            set.remove(rel);
+        }
+    }
+
+    /// Whether the asset at `rel` shows as still being processed.
+    pub(super) fn processing(&self, rel: &str) -> bool {
+        self.processing.read().contains(rel)
+    }
+
+    /// The renditions of `asset` that exist now: only the original while it is processed.
+    pub(super) async fn renditions_of(&self, asset: &Asset) -> anyhow::Result<Vec<Rendition>> {
+        let mut all = self.renditions.list(asset).await?;
+        if self.processing(&asset.rel) {
+            all.retain(|r| r.name == ORIGINAL);
+        }
+        Ok(all)
     }
 
     /// The credentials accepted now.

@@ -403,15 +403,14 @@ async fn node_of(
             let renditions = if with_renditions {
                 Some(
                     catalog
-                        .renditions
-                        .list(asset)
+                        .renditions_of(asset)
                         .await
                         .map_err(|e| HttpError::internal(&format!("renditions of {}", asset.rel), e))?,
                 )
             } else {
                 None
             };
-            Ok(sling::asset_tree(asset, metadata, renditions.as_deref()))
+            Ok(sling::asset_tree(asset, metadata, renditions.as_deref(), catalog.processing(&asset.rel)))
         }
     }
 }

@@ -222,8 +222,7 @@ async fn api_assets(ctx: &Ctx<'_>, rest: &[String]) -> HttpResult<Response> {
         ApiTarget::Renditions(asset) => {
             let renditions = ctx
                 .catalog
-                .renditions
-                .list(&asset)
+                .renditions_of(&asset)
                 .await
                 .map_err(|e| HttpError::internal(&format!("renditions of {}", asset.rel), e))?;
             Ok(reply::json(&siren::renditions(ctx.base, &asset, &renditions)))

@@ -141,6 +141,7 @@ pub(crate) fn asset_tree(
     asset: &Asset,
     metadata: Map<String, Value>,
     renditions: Option<&[Rendition]>,
+    processing: bool,
 ) -> Node {
     let mut root = Node::typed("dam:Asset");
     root.props.insert("jcr:created".into(), json!(sling_date(asset.mtime)));
@@ -148,7 +149,8 @@ pub(crate) fn asset_tree(
     let mut content = Node::typed("dam:AssetContent");
     content.props.insert("jcr:lastModified".into(), json!(sling_date(asset.mtime)));
     content.props.insert("jcr:lastModifiedBy".into(), json!("admin"));
-    content.props.insert("dam:assetState".into(), json!("processed"));
+    let state = if processing { "processing" } else { "processed" };
+    content.props.insert("dam:assetState".into(), json!(state));
     let meta = Node { props: metadata, ..Node::default() };
     content.children.push(("metadata".into(), meta));
     let mut folder = Node::typed("nt:folder");
@@ -317,8 +319,8 @@ pub(crate) async fn full_asset_tree(
     with_renditions: bool,
 ) -> anyhow::Result<Node> {
     let metadata = catalog.metadata(sidecar, asset, MetaNeeds::ALL).await?;
-    let renditions = if with_renditions { Some(catalog.renditions.list(asset).await?) } else { None };
-    Ok(asset_tree(asset, metadata, renditions.as_deref()))
+    let renditions = if with_renditions { Some(catalog.renditions_of(asset).await?) } else { None };
+    Ok(asset_tree(asset, metadata, renditions.as_deref(), catalog.processing(&asset.rel)))
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ impl<R: Remote> Vfs<R> {
             return Err(FsError::ReadOnly);
         }
         let node = self.node(ino)?;
+        if let Node::Asset(asset) | Node::Rendition(asset, _) | Node::MetadataFile(asset) = &*node {
+            let processing = self.asset_child(asset).is_some_and(|c| c.processing);
+            self.materializer.set_processing(asset, processing);
+        }
         let (handle, stale_attr) = match &*node {
             Node::Asset(path) => {
                 let hint = self.asset_child(path).and_then(|c| c.size);

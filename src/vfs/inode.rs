@@ -139,6 +139,17 @@ impl InodeTable {
         table.by_node.insert(node, ino);
         ino
     }
+
+    /// Gives `node` the number `ino` from now on (a new version of an asset is a new
+    /// file to the kernel). The old number keeps naming the node for the handles open on
+    /// it. Returns the old number, if the node had one.
+    pub fn renumber(&self, node: &Node, ino: u64) -> Option<u64> {
+        let mut table = self.table.write();
+        let node = Arc::new(node.clone());
+        let old = table.by_node.insert(Arc::clone(&node), ino);
+        table.by_ino.insert(ino, node);
+        old
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +175,8 @@ mod tests {
         assert_eq!(table.find(&nodes[0]), Some(7));
         assert_eq!(table.get(7).as_deref(), Some(&nodes[0]));
         assert_eq!(table.find(&Node::Folder(String::new())), Some(ROOT_INO));
+        assert_eq!(table.renumber(&nodes[0], 9), Some(7));
+        assert_eq!(table.find(&nodes[0]), Some(9));
+        assert_eq!(table.get(7).as_deref(), Some(&nodes[0]), "the old number still names it");
     }
 }

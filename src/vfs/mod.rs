@@ -2,10 +2,12 @@
 //! reserved trees, and open handles. Not tied to the FUSE bindings: every operation takes
 //! plain values and a deadline, and answers plain values or an [`FsError`].
 
+mod changes;
 mod dir_handles;
 mod handles;
 pub mod inode;
 pub mod reserved;
+pub use changes::{Inval, KernelSink};
 mod xattr;
 
 use std::collections::HashMap;
@@ -110,6 +112,9 @@ pub struct VfsConfig {
     pub request_timeout: Duration,
     /// How long the kernel may keep what does not change before a listing is re-read.
     pub dir_ttl: Duration,
+    /// Whether a new version of a materialized asset, found by a re-read listing, replaces
+    /// it (otherwise materialized assets are snapshots).
+    pub revalidate: bool,
 }
 
 /// The namespace of a mount.
@@ -133,6 +138,8 @@ pub struct Vfs<R> {
     /// value only: building happens outside.
     taxonomy: Mutex<Option<(usize, Arc<reserved::Taxonomy>)>>,
     started: SystemTime,
+    /// Where invalidations for the kernel go.
+    kernel: changes::Kernel,
 }
 
 impl<R: Remote> Vfs<R> {
@@ -146,7 +153,7 @@ impl<R: Remote> Vfs<R> {
         stats: Arc<Stats>,
     ) -> Arc<Self> {
         let inodes = InodeTable::new(&config.root);
-        Arc::new(Vfs {
+        let vfs = Arc::new(Vfs {
             config,
             stats,
             inodes,
@@ -159,7 +166,10 @@ impl<R: Remote> Vfs<R> {
             taxonomy_loaded: std::sync::OnceLock::new(),
             taxonomy: Mutex::new(None),
             started: SystemTime::now(),
-        })
+            kernel: changes::Kernel::default(),
+        });
+        vfs.watch_listings();
+        vfs
     }
 
     /// The counters of this mount.

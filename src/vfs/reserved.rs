@@ -107,6 +107,7 @@ mod tests {
 
     fn manifest(path: &str, tags: &[&str]) -> Manifest {
         Manifest {
+            provisional: false,
             path: path.into(),
             meta: Default::default(),
             tags: tags.iter().map(|t| TagRef { id: t.to_string(), title: t.to_string() }).collect(),

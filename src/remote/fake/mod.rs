@@ -377,6 +377,8 @@ impl Remote for FakeRemote {
                     size: a.meta.size,
                     modified: a.modified,
                     format: a.meta.format.clone(),
+                    sha1: a.meta.sha1.clone(),
+                    state: None,
                 }),
                 _ => None,
             })
