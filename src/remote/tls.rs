@@ -25,7 +25,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
@@ -104,7 +104,7 @@ struct Material {
     /// The certificates of `--ca-file`, each accepted when presented exactly.
     pins: Vec<CertificateDer<'static>>,
     /// The client certificate and its key.
-    identity: Option<Arc<CertifiedKey>>,
+    identity: Option<CertifiedKey>,
 }
 
 impl Material {
@@ -149,51 +149,54 @@ fn system_store() -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 /// Reads `--ca-file`: every certificate becomes a trust anchor and a pin.
 fn ca_file(path: &Path, roots: &mut RootCertStore) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let flag = || format!("--ca-file {}", path.display());
-    let pem = std::fs::read(path).with_context(flag)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{}: not a PEM certificate bundle", flag()))?;
-    if certs.is_empty() {
-        bail!("{}: no PEM certificate in the file", flag());
-    }
+    let what = format!("--ca-file {}", path.display());
+    let (_, certs) = certificates(path, &what)?;
     for (n, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).with_context(|| format!("{}: certificate {} is unusable", flag(), n + 1))?;
+        roots.add(cert.clone()).with_context(|| format!("{what}: certificate {} is unusable", n + 1))?;
     }
     Ok(certs)
 }
 
 /// Reads the client certificate chain, and its key from `key` (or from the certificate's
 /// own file when `key` is None), and checks that they belong together.
-fn identity(cert: &Path, key: Option<&Path>, provider: &CryptoProvider) -> anyhow::Result<Arc<CertifiedKey>> {
-    let cert_flag = format!("--client-cert {}", cert.display());
-    let pem = std::fs::read(cert).with_context(|| cert_flag.clone())?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{cert_flag}: not a PEM certificate"))?;
-    if chain.is_empty() {
-        bail!("{cert_flag}: no PEM certificate in the file");
-    }
-    let private = match key {
+fn identity(cert: &Path, key: Option<&Path>, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
+    let cert_what = format!("--client-cert {}", cert.display());
+    let (pem, chain) = certificates(cert, &cert_what)?;
+    let (key_what, key_pem) = match key {
         Some(key) => {
-            let key_flag = format!("--client-key {}", key.display());
-            let pem = std::fs::read(key).with_context(|| key_flag.clone())?;
-            PrivateKeyDer::from_pem_slice(&pem).with_context(|| format!("{key_flag}: no PEM private key"))?
+            let what = format!("--client-key {}", key.display());
+            let pem = std::fs::read(key).with_context(|| what.clone())?;
+            (what, pem)
         }
-        None => PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-            anyhow::anyhow!("{cert_flag}: no private key in the file: give it with --client-key")
-        })?,
+        None => (cert_what.clone(), pem),
     };
-    let key_flag = match key {
-        Some(key) => format!("--client-key {}", key.display()),
-        None => cert_flag.clone(),
+    let private = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(private) => private,
+        Err(PemError::NoItemsFound) if key.is_none() => {
+            bail!("{key_what}: no PEM private key in the file: give the key with --client-key FILE")
+        }
+        Err(PemError::NoItemsFound) => bail!("{key_what}: no PEM private key in the file"),
+        Err(e) => bail!("{key_what}: not a PEM private key ({e})"),
     };
-    CertifiedKey::from_der(chain, private, provider).map(Arc::new).map_err(|e| match e {
+    CertifiedKey::from_der(chain, private, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => {
-            anyhow::anyhow!("{key_flag}: the key does not belong to the certificate of {cert_flag}")
+            anyhow::anyhow!("{key_what}: the key does not belong to the certificate of {cert_what}")
         }
-        other => anyhow::anyhow!("{key_flag}: unusable private key: {other}"),
+        other => anyhow::anyhow!("{key_what}: unusable private key: {other}"),
     })
+}
+
+/// The bytes of the PEM file at `path` (named `what` in errors) and its certificates, at
+/// least one.
+fn certificates(path: &Path, what: &str) -> anyhow::Result<(Vec<u8>, Vec<CertificateDer<'static>>)> {
+    let pem = std::fs::read(path).with_context(|| what.to_string())?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{what}: not a PEM file ({e})"))?;
+    if certs.is_empty() {
+        bail!("{what}: no PEM certificate in the file");
+    }
+    Ok((pem, certs))
 }
 
 /// Accepts a pinned certificate exactly as given; asks the ordinary validation otherwise.
@@ -297,19 +300,19 @@ fn host(url: &Url) -> String {
     }
 }
 
-/// The first rustls error in a cause chain. It sits inside an `io::Error`, whose `source`
-/// skips it, so each `io::Error` is opened as well.
+/// The first rustls error in a cause chain. It sits inside an `io::Error` (sometimes inside
+/// two), whose `source` skips what it wraps, so an `io::Error` is opened rather than followed.
 fn rustls_error<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(found) = e.downcast_ref::<rustls::Error>() {
             return Some(found);
         }
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        if let Some(found) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some(found);
-        }
-        cause = e.source();
+        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        cause = match wrapped {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

@@ -164,6 +164,8 @@ fn the_rustls_error_is_found_inside_an_io_error() {
     let inner = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
     let outer = Outer(std::io::Error::new(std::io::ErrorKind::InvalidData, inner.clone()));
     assert_eq!(rustls_error(&outer), Some(&inner));
+    let twice = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, inner.clone()));
+    assert_eq!(rustls_error(&Outer(twice)), Some(&inner));
     let plain = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
     assert_eq!(rustls_error(&plain), None);
 }
@@ -201,7 +203,10 @@ fn client_certificates_are_read_and_checked_against_their_key() {
     // A certificate alone.
     config.client_cert = Some(dir.path().join("a.pem"));
     let error = format!("{:#}", check_tls(&config).unwrap_err());
-    assert!(error.ends_with("a.pem: no private key in the file: give it with --client-key"), "{error}");
+    assert!(
+        error.ends_with("a.pem: no PEM private key in the file: give the key with --client-key FILE"),
+        "{error}"
+    );
     // The key of another certificate.
     config.client_key = Some(file(&dir, "b.key", &[KEY_B]));
     let error = format!("{:#}", check_tls(&config).unwrap_err());
@@ -209,7 +214,10 @@ fn client_certificates_are_read_and_checked_against_their_key() {
     // Not a key at all.
     config.client_key = Some(dir.path().join("a.pem"));
     let error = format!("{:#}", check_tls(&config).unwrap_err());
-    assert!(error.contains("a.pem: no PEM private key"), "{error}");
+    assert!(
+        error.starts_with("--client-key ") && error.ends_with("a.pem: no PEM private key in the file"),
+        "{error}"
+    );
     // A key without a certificate.
     config.client_cert = None;
     let error = format!("{:#}", check_tls(&config).unwrap_err());

@@ -1,0 +1,435 @@
+//! HTTPS as AEM deployments run it, through a real kernel mount: nginx terminates TLS on
+//! loopback in front of `damfs serve`, with certificates made by the `openssl` tool the way
+//! admins make them (a private CA and a leaf it signs, a self-signed `openssl req -x509`
+//! certificate as in AEM's SSL setup, a client certificate for a mutual-TLS proxy). Each test
+//! owns its temp dir, its nginx and its mounts, all stopped in Drop, and bounds every wait.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::TestServer;
+use common::mount::{Mounted, damfs_bin, force_unmount, wait_until, within};
+use damfs::mount::mountinfo;
+use damfs::sample::{SampleOptions, generate};
+
+/// Longest one openssl command may take (an RSA 2048 key takes well under a second).
+const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest nginx may take to listen.
+const NGINX_START: Duration = Duration::from_secs(10);
+
+/// Longest a `damfs mount` expected to fail may take (it waits for the remote at most twice
+/// the 5 s fetch timeout, plus slack).
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Longest a read through a mount may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for `child` to end within `timeout` (killing it and failing the test otherwise).
+fn finish(mut child: Child, timeout: Duration, what: &str) -> Output {
+    if !wait_until(timeout, || child.try_wait().ok().flatten().is_some()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {timeout:?}");
+    }
+    child.wait_with_output().expect("cannot collect the output")
+}
+
+/// Runs `command` without standard input, its output collected, within `timeout`.
+fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    finish(child, timeout, what)
+}
+
+/// Certificates and keys in a folder, made with the openssl tool.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        Pki { dir }
+    }
+
+    /// `NAME.pem` (or `.key`) in the folder.
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = run(Command::new("openssl").args(args).current_dir(&self.dir), OPENSSL_TIMEOUT, "openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `NAME.pem` and `NAME.key`: a self-signed certificate as AEM's SSL setup makes it
+    /// (`openssl req -x509 -newkey rsa:2048 -nodes`: CA:TRUE, a common name and no other).
+    fn self_signed(&self, name: &str, common_name: &str) {
+        let (cert, key, subject) =
+            (format!("{name}.pem"), format!("{name}.key"), format!("/CN={common_name}"));
+        self.openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &cert, "-days", "30",
+            "-subj", &subject,
+        ]);
+    }
+
+    /// `NAME.pem` and `NAME.key`: a certificate signed by the CA `ca` (its `.pem` and
+    /// `.key`) with the X.509 extensions `extensions` (one `key=value` a line).
+    fn signed(&self, name: &str, ca: &str, extensions: &str) {
+        let ext = format!("{name}.ext");
+        std::fs::write(self.path(&ext), extensions).unwrap();
+        let (csr, key, subject) = (format!("{name}.csr"), format!("{name}.key"), format!("/CN={name}"));
+        self.openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &ext,
+        ]);
+    }
+
+    /// `ca` (a private CA) and `server`, a certificate it signs for 127.0.0.1 and localhost.
+    fn private_ca(&self) {
+        self.self_signed("ca", "damfs test CA");
+        self.signed(
+            "server",
+            "ca",
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n\
+             extendedKeyUsage=serverAuth\n",
+        );
+    }
+}
+
+/// nginx terminating TLS on a free 127.0.0.1 port in front of a test server; stopped when
+/// dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    prefix: PathBuf,
+}
+
+impl Nginx {
+    /// Serves `upstream` over TLS with `cert` and `key` (files of `pki`); with `client_ca`,
+    /// a client certificate signed by that CA is required.
+    fn start(dir: &Path, upstream: &TestServer, pki: &Pki, cert: &str, client_ca: Option<&str>) -> Nginx {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+        let nginx = nginx.expect("nginx is needed for this test (apt-get install nginx)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        let client = match client_ca {
+            Some(ca) => format!(
+                "ssl_client_certificate {}; ssl_verify_client on;",
+                pki.path(&format!("{ca}.pem")).display()
+            ),
+            None => String::new(),
+        };
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{ access_log off;\n\
+                 client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};\n\
+                 server {{ listen 127.0.0.1:{port} ssl;\n\
+                 ssl_certificate {cert}; ssl_certificate_key {key}; {client}\n\
+                 location / {{ proxy_pass http://{upstream}; proxy_buffering off; }} }} }}\n",
+                p = prefix.display(),
+                cert = pki.path(&format!("{cert}.pem")).display(),
+                key = pki.path(&format!("{cert}.key")).display(),
+                upstream = upstream.addr(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&prefix)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start nginx");
+        let mut nginx = Nginx { child, port, prefix };
+        let up = wait_until(NGINX_START, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                || nginx.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            up && nginx.child.try_wait().ok().flatten().is_none(),
+            "nginx did not start: {}",
+            nginx.error_log()
+        );
+        nginx
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.join("logs/error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // One process (master_process off): nothing is left once it is gone.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sample DAM in `dir` and a server of it; answers the server, the DAM folder, and an
+/// image of it (a relative path).
+fn sample(dir: &Path) -> (TestServer, PathBuf, String) {
+    let root = dir.join("dam");
+    generate(&SampleOptions { dir: root.clone(), assets: 8, seed: 11, large_size: 0 }).unwrap();
+    let mut stack = vec![root.clone()];
+    let mut images = Vec::new();
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "jpg" || e == "png") {
+                images.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    images.sort();
+    let image = images.into_iter().next().expect("the sample has an image");
+    (TestServer::start(&root), root, image)
+}
+
+/// Reads `rel` through `mount` and checks it is byte-identical to the served file.
+fn read_matches(mount: &Mounted, root: &Path, rel: &str) {
+    let path = mount.path(rel);
+    let got = within(READ_TIMEOUT, "a read through the mount", move || std::fs::read(path));
+    let got =
+        got.unwrap_or_else(|e| panic!("reading {rel} through the mount: {e}\nlog:\n{}", mount.log_text()));
+    assert_eq!(got, std::fs::read(root.join(rel)).unwrap(), "{rel}");
+}
+
+/// Mounts `url` in the foreground on a fresh cache with `args` and `env`.
+fn mount(url: &str, args: &[&str], env: &[(&str, &Path)]) -> Mounted {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    Mounted::start_with_env(url, &cache, dir, args, env)
+}
+
+/// Runs `damfs mount URL` as an admin would (in the background, no trust from the
+/// environment) where it is expected to fail, and answers its exit status and stderr. A
+/// mount that comes up anyway is taken down, and fails the test.
+fn mount_fails(url: &str, dir: &Path, cache: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            force_unmount(&self.0);
+        }
+    }
+    let mountpoint = dir.join("refused");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let _unmount = Unmount(mountpoint.clone());
+    let out = run(
+        Command::new(damfs_bin())
+            .arg("mount")
+            .arg(url)
+            .arg(&mountpoint)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(args)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR"),
+        MOUNT_TIMEOUT,
+        "damfs mount",
+    );
+    assert!(mountinfo::find(&mountpoint).is_none(), "the mount came up");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Checks that `stderr` is one line holding every piece of `expected`.
+fn one_line_with(stderr: &str, expected: &[&str]) {
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    for piece in expected {
+        assert!(stderr.contains(piece), "{piece:?} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn a_leaf_signed_by_a_private_ca_mounts_with_ca_file_or_with_the_ca_in_ssl_cert_file_or_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    pki.private_ca();
+    let (server, root, image) = sample(tmp.path());
+    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", None);
+    let ca = pki.path("ca.pem");
+
+    let with_flag = mount(&nginx.url(), &["--ca-file", ca.to_str().unwrap()], &[]);
+    read_matches(&with_flag, &root, &image);
+    drop(with_flag);
+
+    let from_file = mount(&nginx.url(), &[], &[("SSL_CERT_FILE", &ca)]);
+    read_matches(&from_file, &root, &image);
+    drop(from_file);
+
+    let dir = tmp.path().join("cert-dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&ca, dir.join("company-ca.pem")).unwrap();
+    let from_dir = mount(&nginx.url(), &[], &[("SSL_CERT_DIR", &dir)]);
+    read_matches(&from_dir, &root, &image);
+}
+
+#[test]
+fn a_self_signed_certificate_as_aem_setup_makes_it_mounts_with_ca_file_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    // Named for a host the URL does not use: the certificate is trusted as given, exactly.
+    pki.self_signed("aem", "aem.example.com");
+    let (server, root, image) = sample(tmp.path());
+    let nginx = Nginx::start(tmp.path(), &server, &pki, "aem", None);
+    let cert = pki.path("aem.pem");
+
+    let pinned = mount(&nginx.url(), &["-o", &format!("ca_file={}", cert.display())], &[]);
+    read_matches(&pinned, &root, &image);
+    drop(pinned);
+
+    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &tmp.path().join("cache"), &[]);
+    assert!(!status.success(), "{stderr}");
+    one_line_with(
+        &stderr,
+        &[
+            &format!("the certificate of 127.0.0.1:{} is not trusted", nginx.port),
+            "a CA certificate used as the server's own (self-signed)",
+            "--ca-file FILE",
+        ],
+    );
+
+    // Another self-signed certificate given is not this one.
+    pki.self_signed("other", "aem.example.com");
+    let other = pki.path("other.pem");
+    let (status, stderr) = mount_fails(
+        &nginx.url(),
+        tmp.path(),
+        &tmp.path().join("cache"),
+        &["--ca-file", other.to_str().unwrap()],
+    );
+    assert!(!status.success(), "{stderr}");
+    one_line_with(&stderr, &["not trusted"]);
+}
+
+#[test]
+fn an_untrusted_certificate_refuses_the_mount_in_one_line_even_with_a_warm_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    pki.private_ca();
+    let (server, root, image) = sample(tmp.path());
+    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", None);
+    let ca = pki.path("ca.pem");
+    let cache = tmp.path().join("cache");
+
+    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &cache, &[]);
+    assert!(!status.success(), "{stderr}");
+    let expected = [
+        &format!("the certificate of 127.0.0.1:{} is not trusted: unknown issuer", nginx.port)[..],
+        "--ca-file FILE",
+        "system trust store",
+    ];
+    one_line_with(&stderr, &expected);
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+
+    // Warm the cache through a trusted mount.
+    let mut warm = Mounted::start_with_cache(
+        &nginx.url(),
+        &cache,
+        tempfile::tempdir().unwrap(),
+        &["--ca-file", ca.to_str().unwrap()],
+    );
+    read_matches(&warm, &root, &image);
+    warm.unmount();
+
+    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &cache, &[]);
+    assert!(!status.success(), "{stderr}");
+    one_line_with(&stderr, &expected);
+
+    // The same cache with the remote gone is an outage, not a matter of trust: it serves.
+    let url = nginx.url();
+    drop(nginx);
+    let offline = Mounted::start_with_cache(
+        &url,
+        &cache,
+        tempfile::tempdir().unwrap(),
+        &["--ca-file", ca.to_str().unwrap()],
+    );
+    read_matches(&offline, &root, &image);
+    assert!(offline.log_text().contains("starting offline"), "{}", offline.log_text());
+}
+
+#[test]
+fn a_mutual_tls_proxy_takes_the_client_certificate_and_says_so_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    pki.private_ca();
+    pki.signed("client", "ca", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    let (server, root, image) = sample(tmp.path());
+    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", Some("ca"));
+    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
+    let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let with_flags = mount(&nginx.url(), &["--ca-file", ca, "--client-cert", cert, "--client-key", key], &[]);
+    read_matches(&with_flags, &root, &image);
+    drop(with_flags);
+
+    let options = format!("ca_file={ca},client_cert={cert},client_key={key}");
+    let with_options = mount(&nginx.url(), &["-o", &options], &[]);
+    read_matches(&with_options, &root, &image);
+    drop(with_options);
+
+    let (status, stderr) =
+        mount_fails(&nginx.url(), tmp.path(), &tmp.path().join("cache"), &["--ca-file", ca]);
+    assert!(!status.success(), "{stderr}");
+    one_line_with(
+        &stderr,
+        &[
+            &format!(
+                "127.0.0.1:{} answered 400 Bad Request after asking for a client certificate",
+                nginx.port
+            ),
+            "--client-cert FILE and --client-key FILE",
+        ],
+    );
+
+    // A bad key file fails at once, naming the flag and the file.
+    let (status, stderr) = mount_fails(
+        &nginx.url(),
+        tmp.path(),
+        &tmp.path().join("cache"),
+        &["--client-cert", cert, "--client-key", ca],
+    );
+    assert!(!status.success(), "{stderr}");
+    one_line_with(&stderr, &[&format!("--client-key {ca}: no PEM private key in the file")]);
+}
