@@ -7,19 +7,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::TestServer;
 use common::mount::{Mounted, damfs_bin, force_unmount, wait_until, within};
+use common::nginx::Nginx;
 use damfs::mount::mountinfo;
 use damfs::sample::{SampleOptions, generate};
 
 /// Longest one openssl command may take (an RSA 2048 key takes well under a second).
 const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Longest nginx may take to listen.
-const NGINX_START: Duration = Duration::from_secs(10);
 
 /// Longest a `damfs mount` expected to fail may take (it waits for the remote at most twice
 /// the 5 s fetch timeout, plus slack).
@@ -28,25 +26,21 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Longest a read through a mount may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Waits for `child` to end within `timeout` (killing it and failing the test otherwise).
-fn finish(mut child: Child, timeout: Duration, what: &str) -> Output {
+/// Runs `command` without standard input, its output collected, within `timeout` (killing
+/// it and failing the test otherwise).
+fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     if !wait_until(timeout, || child.try_wait().ok().flatten().is_some()) {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{what} did not finish within {timeout:?}");
     }
     child.wait_with_output().expect("cannot collect the output")
-}
-
-/// Runs `command` without standard input, its output collected, within `timeout`.
-fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    finish(child, timeout, what)
 }
 
 /// Certificates and keys in a folder, made with the openssl tool.
@@ -122,85 +116,62 @@ impl Pki {
     }
 }
 
-/// nginx terminating TLS on a free 127.0.0.1 port in front of a test server; stopped when
-/// dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    prefix: PathBuf,
-}
-
-impl Nginx {
-    /// Serves `upstream` over TLS with `cert` and `key` (files of `pki`); with `client_ca`,
-    /// a client certificate signed by that CA is required.
-    fn start(dir: &Path, upstream: &TestServer, pki: &Pki, cert: &str, client_ca: Option<&str>) -> Nginx {
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
-        let nginx = nginx.expect("nginx is needed for this test (apt-get install nginx)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("logs")).unwrap();
-        let client = match client_ca {
-            Some(ca) => format!(
+/// nginx terminating TLS with the certificate `cert` (files of `pki`) in front of
+/// `upstream`; with `client_ca`, it requires a client certificate signed by that CA.
+fn tls_proxy(dir: &Path, upstream: &TestServer, pki: &Pki, cert: &str, client_ca: Option<&str>) -> Nginx {
+    let client = match client_ca {
+        Some(ca) => {
+            format!(
                 "ssl_client_certificate {}; ssl_verify_client on;",
                 pki.path(&format!("{ca}.pem")).display()
-            ),
-            None => String::new(),
-        };
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "user root;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
-                 events {{ worker_connections 64; }}\n\
-                 http {{ access_log off;\n\
-                 client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};\n\
-                 server {{ listen 127.0.0.1:{port} ssl;\n\
-                 ssl_certificate {cert}; ssl_certificate_key {key}; {client}\n\
-                 location / {{ proxy_pass http://{upstream}; proxy_buffering off; }} }} }}\n",
-                p = prefix.display(),
-                cert = pki.path(&format!("{cert}.pem")).display(),
-                key = pki.path(&format!("{cert}.key")).display(),
-                upstream = upstream.addr(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new(nginx)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&prefix)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("cannot start nginx");
-        let mut nginx = Nginx { child, port, prefix };
-        let up = wait_until(NGINX_START, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                || nginx.child.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            up && nginx.child.try_wait().ok().flatten().is_none(),
-            "nginx did not start: {}",
-            nginx.error_log()
-        );
-        nginx
+            )
+        }
+        None => String::new(),
+    };
+    let server = format!(
+        "ssl_certificate {}; ssl_certificate_key {}; {client}\n\
+         location / {{ proxy_pass http://{}; proxy_buffering off; }}",
+        pki.path(&format!("{cert}.pem")).display(),
+        pki.path(&format!("{cert}.key")).display(),
+        upstream.addr(),
+    );
+    Nginx::start(&dir.join("nginx"), "ssl", &server)
+}
+
+/// One test's world: a temp dir, certificates in it, a sample DAM with its server, and nginx
+/// terminating TLS in front. Fields drop in order: nginx and the server before the folder.
+struct Site {
+    nginx: Nginx,
+    /// Serves the sample until the site is dropped.
+    _server: TestServer,
+    /// The sample DAM.
+    root: PathBuf,
+    /// An image of the sample, relative to `root`.
+    image: String,
+    pki: Pki,
+    tmp: tempfile::TempDir,
+}
+
+impl Site {
+    /// `make` writes the certificates; nginx presents `cert`, and requires a client
+    /// certificate signed by `client_ca` if given.
+    fn new(make: impl FnOnce(&Pki), cert: &str, client_ca: Option<&str>) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Pki::new(tmp.path());
+        make(&pki);
+        let (server, root, image) = sample(tmp.path());
+        let nginx = tls_proxy(tmp.path(), &server, &pki, cert, client_ca);
+        Site { nginx, _server: server, root, image, pki, tmp }
     }
 
     /// `https://127.0.0.1:PORT`.
     fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.nginx.port)
     }
 
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.prefix.join("logs/error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // One process (master_process off): nothing is left once it is gone.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// A fresh cache path in the test's folder.
+    fn cache(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
     }
 }
 
@@ -282,80 +253,64 @@ fn one_line_with(stderr: &str, expected: &[&str]) {
 
 #[test]
 fn a_leaf_signed_by_a_private_ca_mounts_with_ca_file_or_with_the_ca_in_ssl_cert_file_or_dir() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
-    pki.private_ca();
-    let (server, root, image) = sample(tmp.path());
-    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", None);
-    let ca = pki.path("ca.pem");
+    let site = Site::new(Pki::private_ca, "server", None);
+    let ca = site.pki.path("ca.pem");
 
-    let with_flag = mount(&nginx.url(), &["--ca-file", ca.to_str().unwrap()], &[]);
-    read_matches(&with_flag, &root, &image);
+    let with_flag = mount(&site.url(), &["--ca-file", ca.to_str().unwrap()], &[]);
+    read_matches(&with_flag, &site.root, &site.image);
     drop(with_flag);
 
-    let from_file = mount(&nginx.url(), &[], &[("SSL_CERT_FILE", &ca)]);
-    read_matches(&from_file, &root, &image);
+    let from_file = mount(&site.url(), &[], &[("SSL_CERT_FILE", &ca)]);
+    read_matches(&from_file, &site.root, &site.image);
     drop(from_file);
 
-    let dir = tmp.path().join("cert-dir");
+    let dir = site.tmp.path().join("cert-dir");
     std::fs::create_dir(&dir).unwrap();
     std::fs::copy(&ca, dir.join("company-ca.pem")).unwrap();
-    let from_dir = mount(&nginx.url(), &[], &[("SSL_CERT_DIR", &dir)]);
-    read_matches(&from_dir, &root, &image);
+    let from_dir = mount(&site.url(), &[], &[("SSL_CERT_DIR", &dir)]);
+    read_matches(&from_dir, &site.root, &site.image);
 }
 
 #[test]
 fn a_self_signed_certificate_as_aem_setup_makes_it_mounts_with_ca_file_naming_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
     // Named for a host the URL does not use: the certificate is trusted as given, exactly.
-    pki.self_signed("aem", "aem.example.com");
-    let (server, root, image) = sample(tmp.path());
-    let nginx = Nginx::start(tmp.path(), &server, &pki, "aem", None);
-    let cert = pki.path("aem.pem");
+    let site = Site::new(|pki| pki.self_signed("aem", "aem.example.com"), "aem", None);
+    let cert = site.pki.path("aem.pem");
 
-    let pinned = mount(&nginx.url(), &["-o", &format!("ca_file={}", cert.display())], &[]);
-    read_matches(&pinned, &root, &image);
+    let pinned = mount(&site.url(), &["-o", &format!("ca_file={}", cert.display())], &[]);
+    read_matches(&pinned, &site.root, &site.image);
     drop(pinned);
 
-    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &tmp.path().join("cache"), &[]);
+    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(
         &stderr,
         &[
-            &format!("the certificate of 127.0.0.1:{} is not trusted", nginx.port),
+            &format!("the certificate of 127.0.0.1:{} is not trusted", site.nginx.port),
             "a CA certificate used as the server's own (self-signed)",
             "--ca-file FILE",
         ],
     );
 
     // Another self-signed certificate given is not this one.
-    pki.self_signed("other", "aem.example.com");
-    let other = pki.path("other.pem");
-    let (status, stderr) = mount_fails(
-        &nginx.url(),
-        tmp.path(),
-        &tmp.path().join("cache"),
-        &["--ca-file", other.to_str().unwrap()],
-    );
+    site.pki.self_signed("other", "aem.example.com");
+    let other = site.pki.path("other.pem");
+    let args = ["--ca-file", other.to_str().unwrap()];
+    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &args);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &["not trusted"]);
 }
 
 #[test]
 fn an_untrusted_certificate_refuses_the_mount_in_one_line_even_with_a_warm_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
-    pki.private_ca();
-    let (server, root, image) = sample(tmp.path());
-    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", None);
-    let ca = pki.path("ca.pem");
-    let cache = tmp.path().join("cache");
+    let site = Site::new(Pki::private_ca, "server", None);
+    let ca = site.pki.path("ca.pem");
+    let cache = site.cache("cache");
 
-    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &cache, &[]);
+    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &cache, &[]);
     assert!(!status.success(), "{stderr}");
     let expected = [
-        &format!("the certificate of 127.0.0.1:{} is not trusted: unknown issuer", nginx.port)[..],
+        &format!("the certificate of 127.0.0.1:{} is not trusted: unknown issuer", site.nginx.port)[..],
         "--ca-file FILE",
         "system trust store",
     ];
@@ -363,73 +318,59 @@ fn an_untrusted_certificate_refuses_the_mount_in_one_line_even_with_a_warm_cache
     assert!(!stderr.contains("cannot reach"), "{stderr}");
 
     // Warm the cache through a trusted mount.
-    let mut warm = Mounted::start_with_cache(
-        &nginx.url(),
-        &cache,
-        tempfile::tempdir().unwrap(),
-        &["--ca-file", ca.to_str().unwrap()],
-    );
-    read_matches(&warm, &root, &image);
+    let trusted = ["--ca-file", ca.to_str().unwrap()];
+    let mut warm = Mounted::start_with_cache(&site.url(), &cache, tempfile::tempdir().unwrap(), &trusted);
+    read_matches(&warm, &site.root, &site.image);
     warm.unmount();
 
-    let (status, stderr) = mount_fails(&nginx.url(), tmp.path(), &cache, &[]);
+    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &cache, &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &expected);
 
     // The same cache with the remote gone is an outage, not a matter of trust: it serves.
-    let url = nginx.url();
-    drop(nginx);
-    let offline = Mounted::start_with_cache(
-        &url,
-        &cache,
-        tempfile::tempdir().unwrap(),
-        &["--ca-file", ca.to_str().unwrap()],
-    );
-    read_matches(&offline, &root, &image);
+    let url = site.url();
+    drop(site.nginx);
+    let offline = Mounted::start_with_cache(&url, &cache, tempfile::tempdir().unwrap(), &trusted);
+    read_matches(&offline, &site.root, &site.image);
     assert!(offline.log_text().contains("starting offline"), "{}", offline.log_text());
 }
 
 #[test]
 fn a_mutual_tls_proxy_takes_the_client_certificate_and_says_so_without_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
-    pki.private_ca();
-    pki.signed("client", "ca", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
-    let (server, root, image) = sample(tmp.path());
-    let nginx = Nginx::start(tmp.path(), &server, &pki, "server", Some("ca"));
-    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
+    let make = |pki: &Pki| {
+        pki.private_ca();
+        pki.signed("client", "ca", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    };
+    let site = Site::new(make, "server", Some("ca"));
+    let (ca, cert, key) = (site.pki.path("ca.pem"), site.pki.path("client.pem"), site.pki.path("client.key"));
     let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
 
-    let with_flags = mount(&nginx.url(), &["--ca-file", ca, "--client-cert", cert, "--client-key", key], &[]);
-    read_matches(&with_flags, &root, &image);
+    let with_flags = mount(&site.url(), &["--ca-file", ca, "--client-cert", cert, "--client-key", key], &[]);
+    read_matches(&with_flags, &site.root, &site.image);
     drop(with_flags);
 
     let options = format!("ca_file={ca},client_cert={cert},client_key={key}");
-    let with_options = mount(&nginx.url(), &["-o", &options], &[]);
-    read_matches(&with_options, &root, &image);
+    let with_options = mount(&site.url(), &["-o", &options], &[]);
+    read_matches(&with_options, &site.root, &site.image);
     drop(with_options);
 
     let (status, stderr) =
-        mount_fails(&nginx.url(), tmp.path(), &tmp.path().join("cache"), &["--ca-file", ca]);
+        mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &["--ca-file", ca]);
     assert!(!status.success(), "{stderr}");
     one_line_with(
         &stderr,
         &[
             &format!(
                 "127.0.0.1:{} answered 400 Bad Request after asking for a client certificate",
-                nginx.port
+                site.nginx.port
             ),
             "--client-cert FILE and --client-key FILE",
         ],
     );
 
     // A bad key file fails at once, naming the flag and the file.
-    let (status, stderr) = mount_fails(
-        &nginx.url(),
-        tmp.path(),
-        &tmp.path().join("cache"),
-        &["--client-cert", cert, "--client-key", ca],
-    );
+    let args = ["--client-cert", cert, "--client-key", ca];
+    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &args);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &[&format!("--client-key {ca}: no PEM private key in the file")]);
 }
