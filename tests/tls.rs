@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use common::TestServer;
@@ -173,6 +173,37 @@ impl Site {
     fn cache(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
+
+    /// Runs `damfs mount` of this site on `cache` as an admin would (in the background, no
+    /// trust from the environment but `env`) where it is expected to fail, and answers its
+    /// exit status and stderr. A mount that comes up anyway is taken down, and fails the test.
+    fn mount_fails(&self, cache: &Path, args: &[&str], env: &[(&str, &Path)]) -> (ExitStatus, String) {
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                force_unmount(&self.0);
+            }
+        }
+        let mountpoint = self.tmp.path().join("refused");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let _unmount = Unmount(mountpoint.clone());
+        let out = run(
+            Command::new(damfs_bin())
+                .arg("mount")
+                .arg(self.url())
+                .arg(&mountpoint)
+                .arg("--cache-dir")
+                .arg(cache)
+                .args(args)
+                .env_remove("SSL_CERT_FILE")
+                .env_remove("SSL_CERT_DIR")
+                .envs(env.iter().copied()),
+            MOUNT_TIMEOUT,
+            "damfs mount",
+        );
+        assert!(mountinfo::find(&mountpoint).is_none(), "the mount came up");
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A sample DAM in `dir` and a server of it; answers the server, the DAM folder, and an
@@ -213,36 +244,6 @@ fn mount(url: &str, args: &[&str], env: &[(&str, &Path)]) -> Mounted {
     Mounted::start_with_env(url, &cache, dir, args, env)
 }
 
-/// Runs `damfs mount URL` as an admin would (in the background, no trust from the
-/// environment) where it is expected to fail, and answers its exit status and stderr. A
-/// mount that comes up anyway is taken down, and fails the test.
-fn mount_fails(url: &str, dir: &Path, cache: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            force_unmount(&self.0);
-        }
-    }
-    let mountpoint = dir.join("refused");
-    std::fs::create_dir_all(&mountpoint).unwrap();
-    let _unmount = Unmount(mountpoint.clone());
-    let out = run(
-        Command::new(damfs_bin())
-            .arg("mount")
-            .arg(url)
-            .arg(&mountpoint)
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(args)
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR"),
-        MOUNT_TIMEOUT,
-        "damfs mount",
-    );
-    assert!(mountinfo::find(&mountpoint).is_none(), "the mount came up");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 /// Checks that `stderr` is one line holding every piece of `expected`.
 fn one_line_with(stderr: &str, expected: &[&str]) {
     assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
@@ -269,6 +270,14 @@ fn a_leaf_signed_by_a_private_ca_mounts_with_ca_file_or_with_the_ca_in_ssl_cert_
     std::fs::copy(&ca, dir.join("company-ca.pem")).unwrap();
     let from_dir = mount(&site.url(), &[], &[("SSL_CERT_DIR", &dir)]);
     read_matches(&from_dir, &site.root, &site.image);
+    drop(from_dir);
+
+    // A store named that cannot be read is refused at once, naming the variable.
+    let missing = site.tmp.path().join("missing.pem");
+    let env = [("SSL_CERT_FILE", missing.as_path())];
+    let (status, stderr) = site.mount_fails(&site.cache("cache"), &[], &env);
+    assert!(!status.success(), "{stderr}");
+    one_line_with(&stderr, &[&format!("SSL_CERT_FILE {}: No such file", missing.display())]);
 }
 
 #[test]
@@ -281,7 +290,7 @@ fn a_self_signed_certificate_as_aem_setup_makes_it_mounts_with_ca_file_naming_it
     read_matches(&pinned, &site.root, &site.image);
     drop(pinned);
 
-    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &[]);
+    let (status, stderr) = site.mount_fails(&site.cache("cache"), &[], &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(
         &stderr,
@@ -296,7 +305,7 @@ fn a_self_signed_certificate_as_aem_setup_makes_it_mounts_with_ca_file_naming_it
     site.pki.self_signed("other", "aem.example.com");
     let other = site.pki.path("other.pem");
     let args = ["--ca-file", other.to_str().unwrap()];
-    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &args);
+    let (status, stderr) = site.mount_fails(&site.cache("cache"), &args, &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &["not trusted"]);
 }
@@ -307,7 +316,7 @@ fn an_untrusted_certificate_refuses_the_mount_in_one_line_even_with_a_warm_cache
     let ca = site.pki.path("ca.pem");
     let cache = site.cache("cache");
 
-    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &cache, &[]);
+    let (status, stderr) = site.mount_fails(&cache, &[], &[]);
     assert!(!status.success(), "{stderr}");
     let expected = [
         &format!("the certificate of 127.0.0.1:{} is not trusted: unknown issuer", site.nginx.port)[..],
@@ -323,7 +332,7 @@ fn an_untrusted_certificate_refuses_the_mount_in_one_line_even_with_a_warm_cache
     read_matches(&warm, &site.root, &site.image);
     warm.unmount();
 
-    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &cache, &[]);
+    let (status, stderr) = site.mount_fails(&cache, &[], &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &expected);
 
@@ -354,8 +363,7 @@ fn a_mutual_tls_proxy_takes_the_client_certificate_and_says_so_without_one() {
     read_matches(&with_options, &site.root, &site.image);
     drop(with_options);
 
-    let (status, stderr) =
-        mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &["--ca-file", ca]);
+    let (status, stderr) = site.mount_fails(&site.cache("cache"), &["--ca-file", ca], &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(
         &stderr,
@@ -370,7 +378,7 @@ fn a_mutual_tls_proxy_takes_the_client_certificate_and_says_so_without_one() {
 
     // A bad key file fails at once, naming the flag and the file.
     let args = ["--client-cert", cert, "--client-key", ca];
-    let (status, stderr) = mount_fails(&site.url(), site.tmp.path(), &site.cache("cache"), &args);
+    let (status, stderr) = site.mount_fails(&site.cache("cache"), &args, &[]);
     assert!(!status.success(), "{stderr}");
     one_line_with(&stderr, &[&format!("--client-key {ca}: no PEM private key in the file")]);
 }

@@ -15,7 +15,7 @@
 //! the host, the reason and the fix. This module does not send requests; the HTTP plumbing
 //! hands its [`ClientConfig`] to reqwest.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -63,7 +63,7 @@ fn provider() -> Arc<CryptoProvider> {
 pub(crate) struct Tls {
     /// For `reqwest::ClientBuilder::use_preconfigured_tls`.
     pub(crate) config: ClientConfig,
-    /// Present when no client certificate is configured.
+    /// Watches for a server that asks for a client certificate when none is configured.
     pub(crate) watch: ClientCertWatch,
 }
 
@@ -126,23 +126,32 @@ impl Material {
     }
 }
 
-/// The system trust store. A store named by `SSL_CERT_FILE` or `SSL_CERT_DIR` must be
-/// readable, as for curl; trouble with the default locations is only logged, since the
-/// bundled roots and `--ca-file` may be all that is needed.
+/// The system trust store. A file or directory named by `SSL_CERT_FILE` or `SSL_CERT_DIR`
+/// must be readable and hold certificates, as for curl; trouble with one file of such a
+/// directory, or with the default locations, is only logged, since the other certificates,
+/// the bundled roots and `--ca-file` may be all that is needed.
 fn system_store() -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let found = rustls_native_certs::load_native_certs();
-    let named: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
-        .into_iter()
-        .filter_map(|var| std::env::var_os(var).map(|v| format!("{var}={}", v.to_string_lossy())))
-        .collect();
-    if let Some(error) = found.errors.first() {
-        if !named.is_empty() {
-            bail!("{}: {error}", named.join(" "));
+    let mut named = Vec::new();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        named.push(("SSL_CERT_FILE", PathBuf::from(file)));
+    }
+    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR") {
+        let dirs = std::env::split_paths(&dirs).filter(|dir| !dir.as_os_str().is_empty());
+        named.extend(dirs.map(|dir| ("SSL_CERT_DIR", dir)));
+    }
+    for error in &found.errors {
+        if let rustls_native_certs::ErrorKind::Io { inner, path } = &error.kind
+            && let Some((var, _)) = named.iter().find(|(_, named)| named == path)
+        {
+            bail!("{var} {}: {inner}", path.display());
         }
         log::warn!("system trust store: {error}");
     }
     if !named.is_empty() && found.certs.is_empty() {
-        bail!("{}: no PEM certificate found there", named.join(" "));
+        let named: Vec<String> =
+            named.iter().map(|(var, path)| format!("{var} {}", path.display())).collect();
+        bail!("{}: no PEM certificate there", named.join(", "));
     }
     Ok(found.certs)
 }
@@ -246,7 +255,7 @@ impl ServerCertVerifier for PinningVerifier {
 
 /// Offers no client certificate, and remembers whether a server asked for one.
 #[derive(Debug, Default)]
-pub(crate) struct NoClientCert {
+struct NoClientCert {
     asked: AtomicBool,
 }
 
