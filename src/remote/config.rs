@@ -1,5 +1,5 @@
-//! How to reach the DAM: its base URL, credentials, trust, client certificate and proxy. Plain data, shared by
-//! the AEM client and the HTTP plumbing under it.
+//! How to reach the DAM: its base URL, credentials, trust, client certificate and proxy.
+//! Plain data, shared by the AEM client and the HTTP plumbing under it.
 
 use std::fmt;
 use std::path::PathBuf;
