@@ -146,9 +146,18 @@ pub struct MountArgs {
     /// HTTP(S) proxy for every remote request (e.g. http://proxy:3128).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
-    /// Extra PEM CA certificate(s) to trust for the remote.
+    /// Extra PEM CA certificate(s) to trust for the remote, beside the system trust store; a
+    /// certificate in FILE that the server presents exactly (a self-signed one) is trusted as
+    /// it is.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for a remote behind a mutual-TLS proxy (with --client-key,
+    /// unless FILE holds the key too).
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Write the log here (in the background the log goes nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,

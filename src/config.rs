@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{MountArgs, SampleArgs, ServeArgs};
 use crate::listing::Formats;
 use crate::remote::aem::{AemConfig, Credentials, parse_remote_url};
+use crate::remote::check_tls;
 use crate::sample::SampleOptions;
 use crate::serve::{Auth, ImsClient, ServeConfig};
 use crate::units::parse_duration;
@@ -157,17 +158,16 @@ impl TryFrom<&MountArgs> for MountConfig {
         let dir_ttl = flag("dir-ttl", parse_duration(&args.dir_ttl))?;
         let formats = flag("formats", Formats::parse(&args.formats))?;
         let credentials = credentials(args)?;
-        if let Some(ca) = &args.ca_file
-            && !ca.is_file()
-        {
-            bail!("--ca-file {}: no such file", ca.display());
-        }
         let mut aem = AemConfig::new(base);
         aem.credentials = credentials;
         aem.ca_file = args.ca_file.clone();
         aem.proxy = args.proxy.clone();
         aem.connect_timeout = fetch_timeout;
         aem.request_timeout = fetch_timeout;
+        aem.client_cert = args.client_cert.clone();
+        aem.client_key = args.client_key.clone();
+        // Every TLS file is read now, so that a bad one fails before a daemon starts.
+        check_tls(&aem)?;
         let mut config = MountConfig {
             remote_url: args.remote_url.clone(),
             aem,

@@ -79,7 +79,7 @@ impl From<RemoteError> for FsError {
             RemoteErrorKind::NotFound => FsError::NotFound,
             RemoteErrorKind::Denied => FsError::Denied(err),
             RemoteErrorKind::Timeout => FsError::Timeout(err.to_string()),
-            RemoteErrorKind::Other => FsError::Remote(err),
+            RemoteErrorKind::Tls | RemoteErrorKind::Other => FsError::Remote(err),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 use common::mount::{Mounted, damfs_bin, force_unmount, http_get, wait_until, within};
+use common::nginx::Nginx;
 use damfs::sample::{SampleOptions, generate};
 use damfs::sidecar::Sidecar;
 
@@ -472,56 +473,18 @@ impl Drop for Cleanup {
 
 #[test]
 fn nginx_serves_assets_and_renditions_through_the_mount() {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
-    let nginx = nginx.expect("nginx is needed for this test (apt-get install nginx-light or nginx)");
     let (keep, root) = sample(10, 1 << 20);
     let server = TestServer::start(&root);
     let mount = Mounted::start(&server.url(), &["--allow-other"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let prefix = keep.path().join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{ access_log off; sendfile on; types {{ image/jpeg jpg jpeg; image/png png; }}\n\
-             client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};\n\
-             server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
-            p = prefix.display(),
-            root = mount.mountpoint.display(),
-        ),
-    )
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // One process (master_process off): nothing is left once it is gone.
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _nginx = Kill(
-        Command::new(nginx)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&prefix)
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .unwrap(),
+    let server_block = format!(
+        "sendfile on; types {{ image/jpeg jpg jpeg; image/png png; }} root {};",
+        mount.mountpoint.display()
     );
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let nginx = Nginx::start(&keep.path().join("nginx"), "", &server_block);
+    let base = format!("http://127.0.0.1:{}", nginx.port);
     let rel = images(&root).into_iter().find(|p| !p.contains(' ')).unwrap();
     let answer = http_get(&base, &format!("/{}", enc(&rel)));
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
-    );
+    assert_eq!(answer.status, 200, "{}", nginx.error_log());
     let want = std::fs::read(root.join(&rel)).unwrap();
     assert_eq!(answer.body, want);
     assert_eq!(answer.header("content-length"), Some(want.len().to_string().as_str()));

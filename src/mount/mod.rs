@@ -121,6 +121,9 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
             RemoteErrorKind::NotFound => {
                 bail!("/content/dam/{} does not exist on the remote: {e}", config.root)
             }
+            // The remote answered; trusting it is a matter of configuration, which a warm
+            // cache does not settle.
+            RemoteErrorKind::Tls => bail!("{}", e.cause),
             RemoteErrorKind::Timeout | RemoteErrorKind::Other => Some(e.to_string()),
         },
         Err(_) => Some(format!("no answer within {:?}", config.fetch_timeout)),

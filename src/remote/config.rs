@@ -1,5 +1,5 @@
-//! How to reach the DAM: its base URL, credentials, trust and proxy. Plain data, shared by
-//! the AEM client and the HTTP plumbing under it.
+//! How to reach the DAM: its base URL, credentials, trust, client certificate and proxy.
+//! Plain data, shared by the AEM client and the HTTP plumbing under it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -48,7 +48,9 @@ pub struct AemConfig {
     pub base: Url,
     /// Authentication.
     pub credentials: Credentials,
-    /// Extra trusted CA certificates (a PEM file), beside the built-in roots.
+    /// Extra trusted CA certificates (a PEM file), beside the built-in roots and the system
+    /// trust store; each is also accepted as the server's own certificate when it is
+    /// presented exactly (pinned).
     pub ca_file: Option<PathBuf>,
     /// An HTTP(S) proxy URL for every request.
     pub proxy: Option<String>,
@@ -57,10 +59,15 @@ pub struct AemConfig {
     /// Bound on one JSON request (a listing page, a query page, a metadata node), from
     /// sending it to the end of its body. Binary transfers are bounded by their readers.
     pub request_timeout: Duration,
+    /// A PEM client certificate (chain) offered to a server that asks for one (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of `client_cert` (None: it is in `client_cert`'s file).
+    pub client_key: Option<PathBuf>,
 }
 
 impl AemConfig {
-    /// A configuration for `base`: anonymous, no proxy, no extra CA, a 5 s connect timeout.
+    /// A configuration for `base`: anonymous, no proxy, no extra CA, no client certificate, a
+    /// 5 s connect timeout.
     pub fn new(base: Url) -> AemConfig {
         AemConfig {
             base,
@@ -69,6 +76,8 @@ impl AemConfig {
             proxy: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -83,6 +92,8 @@ impl fmt::Debug for AemConfig {
             .field("proxy", &self.proxy.as_ref().map(|_| "<set>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
             .finish()
     }
 }

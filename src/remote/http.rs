@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::auth::{Auth, AuthStatus};
 use super::config::AemConfig;
+use super::tls::{ClientCertWatch, Tls, refusal};
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
 
@@ -82,11 +83,15 @@ pub(crate) struct Http {
     auth: Arc<Auth>,
     /// Bound on one JSON request, headers and body.
     request_timeout: Duration,
+    /// Tells a server's refusal for want of a client certificate from a plain 400.
+    client_cert_watch: ClientCertWatch,
 }
 
 impl Http {
-    /// Builds the client: connect timeout, keepalive, CA file, proxy, preemptive auth header.
+    /// Builds the client: connect timeout, keepalive, TLS (trust, client certificate), proxy,
+    /// preemptive auth header.
     pub(crate) fn new(config: &AemConfig) -> anyhow::Result<Http> {
+        let tls = Tls::new(config)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
@@ -95,19 +100,8 @@ impl Http {
             .pool_idle_timeout(IDLE_TIMEOUT)
             // Redirects are followed by `get`, which decides where credentials go.
             .redirect(redirect::Policy::none())
-            .referer(false);
-        if let Some(path) = &config.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                anyhow::bail!("--ca-file {}: no PEM certificate in the file", path.display());
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+            .referer(false)
+            .use_preconfigured_tls(tls.config);
         if let Some(proxy) = &config.proxy {
             // The proxy URL may carry proxy credentials: it is not echoed.
             let proxy = reqwest::Proxy::all(proxy.as_str())
@@ -116,7 +110,13 @@ impl Http {
         }
         let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
         let auth = Auth::new(&config.credentials, client.clone())?;
-        Ok(Http { client, origin: config.base.origin(), auth, request_timeout: config.request_timeout })
+        Ok(Http {
+            client,
+            origin: config.base.origin(),
+            auth,
+            request_timeout: config.request_timeout,
+            client_cert_watch: tls.watch,
+        })
     }
 
     /// The kind of authentication and when its token expires.
@@ -148,6 +148,7 @@ impl Http {
         for _ in 0..=MAX_REDIRECTS {
             on_origin &= hop.origin() == self.origin;
             let response = self.send_authorized(&hop, range, on_origin).await?;
+            self.client_cert_watch.check(&hop, response.status())?;
             if !REDIRECTS.contains(&response.status()) {
                 return Ok(Followed { response, left_origin: !on_origin });
             }
@@ -303,9 +304,13 @@ pub(crate) fn format_error(path: &str, cause: impl Into<String>) -> RemoteError 
 /// The error for a failed exchange (no status, or a body cut short), with a short cause such
 /// as `connection refused`. A timeout is Timeout, and so is a remote that cannot be reached
 /// at all (refused, no route, name not resolved): no answer came, as when it is too slow,
-/// and an offline mount answers ETIMEDOUT for what it does not have. Everything else (a TLS
-/// failure, a reset, a body cut short) is Other.
+/// and an offline mount answers ETIMEDOUT for what it does not have. A TLS refusal on grounds
+/// of trust (a certificate not trusted, a client certificate wanted) is Tls. Everything else
+/// (another TLS failure, a reset, a body cut short) is Other.
 pub(crate) fn transport_error(path: &str, error: &reqwest::Error) -> RemoteError {
+    if let Some(cause) = refusal(error) {
+        return RemoteError::new(RemoteErrorKind::Tls, path, cause);
+    }
     let io_kind = io_error_kind(error);
     if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
         let cause = if error.is_connect() { "timed out connecting" } else { "timed out" };

@@ -21,9 +21,11 @@ mod querybuilder;
 mod siren;
 mod sling;
 pub mod tags;
+mod tls;
 mod url;
 pub mod wire;
 
+pub use tls::check_tls;
 pub use url::{asset_url, encode_segment};
 
 use std::fmt;
@@ -44,6 +46,9 @@ pub enum RemoteErrorKind {
     Denied,
     /// The request did not complete in time.
     Timeout,
+    /// TLS refused on grounds of trust: the server's certificate is not trusted, or the server
+    /// wants a client certificate. A configuration error, never an outage.
+    Tls,
     /// Anything else: 5xx, reset, refused, malformed JSON, a short body.
     Other,
 }

@@ -17,6 +17,7 @@ use damfs::serve::{Auth, Catalog};
 
 pub mod faults;
 pub mod mount;
+pub mod nginx;
 
 /// How long [`TestServer::stop`] waits for the server thread (the server itself gives
 /// requests in flight 5 s after shutdown begins).

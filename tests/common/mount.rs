@@ -64,6 +64,17 @@ impl Mounted {
 
     /// Mounts `url` in the foreground on the cache at `cache_dir`.
     pub fn start_with_cache(url: &str, cache_dir: &Path, dir: tempfile::TempDir, extra: &[&str]) -> Mounted {
+        Mounted::start_with_env(url, cache_dir, dir, extra, &[])
+    }
+
+    /// Mounts `url` in the foreground on the cache at `cache_dir`, with `env` set for damfs.
+    pub fn start_with_env(
+        url: &str,
+        cache_dir: &Path,
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Mounted {
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir_all(&mountpoint).expect("mount point");
         let log = dir.path().join(format!("damfs-{}.log", std::process::id()));
@@ -77,6 +88,7 @@ impl Mounted {
             .arg(&log)
             .args(["-f", "-v"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
