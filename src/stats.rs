@@ -1,11 +1,16 @@
-//! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr.
+//! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr, and the
+//! [`Metrics`] that only a scraper sees, carried beside them so that every layer that counts
+//! reaches both.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+
+use crate::metrics::Metrics;
 
 /// Monotonic counters; relaxed atomics (they are statistics, not synchronization).
 #[derive(Debug, Default)]
@@ -18,6 +23,9 @@ pub struct Stats {
     pub renditions_fetched: AtomicU64,
     /// Bytes downloaded.
     pub bytes_fetched: AtomicU64,
+    /// Bytes answered to reads through the daemon (reads under FUSE passthrough go from the
+    /// kernel to the cache file and are not seen).
+    pub bytes_served: AtomicU64,
     /// Opens answered from complete cached content.
     pub cache_hits: AtomicU64,
     /// Opens that had to materialize.
@@ -31,6 +39,12 @@ pub struct Stats {
     /// Directory listings built for an open directory (one per opendir and rewind, however
     /// many READDIR chunks the kernel asks for).
     pub dir_snapshots: AtomicU64,
+    /// Gauge: renditions being transferred now.
+    pub transfers_in_flight: AtomicU64,
+    /// Gauge: kernel requests waiting on the remote now.
+    pub requests_waiting: AtomicU64,
+    /// Operations by kind, errors by errno, remote requests, latencies.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A point-in-time copy of [`Stats`], plus cache usage.
@@ -41,41 +55,72 @@ pub struct StatsSnapshot {
     pub manifests_fetched: u64,
     pub renditions_fetched: u64,
     pub bytes_fetched: u64,
+    pub bytes_served: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub timeouts: u64,
     pub errors: u64,
     pub passthrough_opens: u64,
     pub dir_snapshots: u64,
+    pub open_handles: u64,
+    pub transfers_in_flight: u64,
+    pub requests_waiting: u64,
     pub cached_assets: u64,
     pub cached_bytes: u64,
     pub pid: u32,
 }
 
 impl Stats {
+    /// Counters that report to `metrics` as well.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Stats {
+        Stats { metrics, ..Stats::default() }
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Copies the counters.
-    pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64) -> StatsSnapshot {
+    /// Copies the counters, with the values kept elsewhere.
+    pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64, open_handles: u64) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             listings_fetched: get(&self.listings_fetched),
             manifests_fetched: get(&self.manifests_fetched),
             renditions_fetched: get(&self.renditions_fetched),
             bytes_fetched: get(&self.bytes_fetched),
+            bytes_served: get(&self.bytes_served),
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             timeouts: get(&self.timeouts),
             errors: get(&self.errors),
             passthrough_opens: get(&self.passthrough_opens),
             dir_snapshots: get(&self.dir_snapshots),
+            open_handles,
+            transfers_in_flight: get(&self.transfers_in_flight),
+            requests_waiting: get(&self.requests_waiting),
             cached_assets,
             cached_bytes,
             pid: std::process::id(),
         }
+    }
+}
+
+/// One unit of a gauge (a transfer, a waiting request) for as long as it lives.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    /// Adds one to `gauge` until the guard is dropped.
+    pub fn enter(gauge: &'a AtomicU64) -> InFlight<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,6 +9,7 @@
 //! No `Referer` is sent on any hop.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::LOCATION;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use super::config::{AemConfig, Credentials};
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
+use crate::metrics::{Metrics, Outcome};
 
 /// The User-Agent: a non-browser client gets 401 rather than a redirect to a login page.
 const USER_AGENT: &str = concat!("damfs/", env!("CARGO_PKG_VERSION"));
@@ -69,6 +71,8 @@ pub(crate) struct Http {
     auth: Option<HeaderValue>,
     /// Bound on one JSON request, headers and body.
     request_timeout: Duration,
+    /// Where each request is counted and timed, when a scraper may read it.
+    pub(super) metrics: Option<Arc<Metrics>>,
 }
 
 impl Http {
@@ -103,7 +107,13 @@ impl Http {
             builder = builder.proxy(proxy);
         }
         let client = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Http { client, origin: config.base.origin(), auth, request_timeout: config.request_timeout })
+        Ok(Http {
+            client,
+            origin: config.base.origin(),
+            auth,
+            request_timeout: config.request_timeout,
+            metrics: None,
+        })
     }
 
     /// Sends a GET (with a `Range` header when given), follows redirects, and answers the
@@ -152,16 +162,20 @@ impl Http {
         if let (true, Some(auth)) = (with_auth, &self.auth) {
             request = request.header(AUTHORIZATION, auth.clone());
         }
+        let timer = self.metrics.as_deref().map(|m| m.remote_request(url.path()));
         let result = request.send().await;
         let ms = started.elapsed().as_millis();
         match result {
             Ok(response) => {
                 log::debug!("GET {shown} -> {} in {ms} ms", response.status().as_u16());
+                timer.map(|t| t.finish(Outcome::Status(response.status().as_u16())));
                 Ok(response)
             }
             Err(e) => {
                 let error = transport_error(&path, &e);
                 log::debug!("GET {shown} -> {} in {ms} ms", error.cause);
+                let timed_out = error.kind == RemoteErrorKind::Timeout;
+                timer.map(|t| t.finish(if timed_out { Outcome::Timeout } else { Outcome::Failed }));
                 Err(error)
             }
         }
