@@ -191,7 +191,9 @@ impl TryFrom<&MountArgs> for MountConfig {
 /// The address of `--metrics-listen`: `HOST:PORT` with an IP address, or `localhost:PORT`.
 fn metrics_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
-    let shown = || format!("--metrics-listen {text}: not an address to listen on (give IP:PORT, e.g. 127.0.0.1:9750)");
+    let shown = || {
+        format!("--metrics-listen {text}: not an address to listen on (give IP:PORT, e.g. 127.0.0.1:9750)")
+    };
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }

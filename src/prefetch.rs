@@ -358,7 +358,9 @@ mod tests {
         );
         assert_eq!(ok("/content/dam/we-retail").as_deref(), Some("/srv/ca"));
         let bad = |line: &str| mount.resolve(base, line).unwrap_err();
-        assert!(bad("/content/dam/other/x.jpg").contains("not under the mounted folder /content/dam/we-retail"));
+        assert!(
+            bad("/content/dam/other/x.jpg").contains("not under the mounted folder /content/dam/we-retail")
+        );
         assert!(bad("/etc/passwd").contains("not inside the mount at /srv/ca"));
         assert!(bad("../../etc/passwd").contains("'..'"));
         assert!(bad("/content/dam/we-retail/../x").contains("'..'"));

@@ -205,7 +205,11 @@ impl Metrics {
             Family::new_with_constructor(|| Histogram::new(REMOTE_BUCKETS));
         let open_latency = Histogram::new(OPEN_BUCKETS);
         registry.register("damfs_operations", "Filesystem requests received, by operation", ops.clone());
-        registry.register("damfs_errors", "Filesystem requests answered with an error, by errno", errors.clone());
+        registry.register(
+            "damfs_errors",
+            "Filesystem requests answered with an error, by errno",
+            errors.clone(),
+        );
         registry.register(
             "damfs_remote_requests",
             "HTTP requests sent to the remote, by endpoint and status",
@@ -241,17 +245,11 @@ impl Metrics {
         self.open_latency.observe(took.as_secs_f64());
     }
 
-    /// Starts timing a remote request for the URL path `path`. Finish it with its outcome;
-    /// dropped unfinished (its caller gave up: a deadline passed, or damfs is stopping), it
-    /// counts with status `cancelled`.
-    pub fn remote_request(&self, path: &str) -> RemoteTimer<'_> {
-        RemoteTimer { metrics: self, endpoint: Endpoint::of(path), started: Instant::now(), done: false }
-    }
-
     /// Sets when the bearer token in use expires; `damfs_token_expiry_timestamp_seconds`
     /// is absent until this is called.
     pub fn set_token_expiry(&self, at: SystemTime) {
-        let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let secs =
+            at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         self.scraped.token_expiry.store(secs, Ordering::Relaxed);
     }
 
@@ -282,32 +280,40 @@ impl Metrics {
     }
 }
 
-/// A remote request being timed; see [`Metrics::remote_request`].
+/// A remote request being timed.
 #[derive(Debug)]
 pub struct RemoteTimer<'a> {
-    metrics: &'a Metrics,
+    /// Where it counts; `None` once counted, or when nothing is counted.
+    metrics: Option<&'a Metrics>,
     endpoint: Endpoint,
     started: Instant,
-    done: bool,
 }
 
-impl RemoteTimer<'_> {
+impl<'a> RemoteTimer<'a> {
+    /// Starts timing a request for the URL path `path`, counted in `metrics` (if any).
+    /// Finish it with its outcome; dropped unfinished (its caller gave up: a deadline
+    /// passed, or damfs is stopping), it counts with status `cancelled`.
+    pub fn start(metrics: Option<&'a Metrics>, path: &str) -> RemoteTimer<'a> {
+        RemoteTimer { metrics, endpoint: Endpoint::of(path), started: Instant::now() }
+    }
+
     /// Counts the request with its outcome and latency.
     pub fn finish(mut self, outcome: Outcome) {
-        self.done = true;
         let status = match outcome {
             Outcome::Status(code) => Cow::Owned(code.to_string()),
             Outcome::Timeout => Cow::Borrowed("timeout"),
             Outcome::Failed => Cow::Borrowed("error"),
         };
-        self.metrics.finish_remote(self.endpoint, status, self.started.elapsed());
+        if let Some(metrics) = self.metrics.take() {
+            metrics.finish_remote(self.endpoint, status, self.started.elapsed());
+        }
     }
 }
 
 impl Drop for RemoteTimer<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.metrics.finish_remote(self.endpoint, Cow::Borrowed("cancelled"), self.started.elapsed());
+        if let Some(metrics) = self.metrics.take() {
+            metrics.finish_remote(self.endpoint, Cow::Borrowed("cancelled"), self.started.elapsed());
         }
     }
 }
@@ -347,7 +353,12 @@ impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let expiry = self.0.token_expiry.load(Ordering::Relaxed);
         if expiry > 0 {
-            gauge(&mut encoder, "damfs_token_expiry_timestamp_seconds", "When the bearer token expires", expiry)?;
+            gauge(
+                &mut encoder,
+                "damfs_token_expiry_timestamp_seconds",
+                "When the bearer token expires",
+                expiry,
+            )?;
         }
         let Some(source) = self.0.live.get() else { return Ok(()) };
         let live = source();
@@ -374,7 +385,11 @@ impl Collector for LiveCollector {
             ("damfs_cache_cap_bytes", "The cache's bound (--cache-size)", live.cache_cap),
             ("damfs_open_handles", "Open file handles", Some(live.open_handles)),
             ("damfs_transfers_in_flight", "Renditions being transferred", Some(live.transfers_in_flight)),
-            ("damfs_requests_waiting", "Filesystem requests waiting on the remote", Some(live.requests_waiting)),
+            (
+                "damfs_requests_waiting",
+                "Filesystem requests waiting on the remote",
+                Some(live.requests_waiting),
+            ),
         ];
         for (name, help, value) in gauges {
             if let Some(value) = value {
@@ -403,7 +418,10 @@ mod tests {
             ("/content/dam/we-retail/a.jpg/jcr:content/renditions.1.json", Endpoint::Renditions),
             ("/content/dam/we-retail/a.jpg/jcr:content/metadata.json", Endpoint::Metadata),
             ("/content/dam/we-retail/a.jpg/jcr:content/renditions/original", Endpoint::Binary),
-            ("/content/dam/we-retail/a.jpg/jcr:content/renditions/cq5dam.web.1280.1280.jpeg", Endpoint::Binary),
+            (
+                "/content/dam/we-retail/a.jpg/jcr:content/renditions/cq5dam.web.1280.1280.jpeg",
+                Endpoint::Binary,
+            ),
             ("/bin/querybuilder.json", Endpoint::Querybuilder),
             ("/content/cq:tags/we-retail/activity.json", Endpoint::Tags),
             ("/etc/tags/we-retail.json", Endpoint::Tags),
@@ -421,15 +439,18 @@ mod tests {
         metrics.op("lookup");
         metrics.error(libc::ENOENT);
         metrics.error(4242);
-        metrics.remote_request("/api/assets.json").finish(Outcome::Status(200));
-        drop(metrics.remote_request("/bin/querybuilder.json"));
+        RemoteTimer::start(Some(&metrics), "/api/assets.json").finish(Outcome::Status(200));
+        drop(RemoteTimer::start(Some(&metrics), "/bin/querybuilder.json"));
         metrics.opened(Duration::from_millis(3));
         let (page, kind) = metrics.prometheus_text();
         assert!(kind.starts_with("text/plain"));
         assert!(page.contains("damfs_operations_total{op=\"lookup\"} 2"), "{page}");
         assert!(page.contains("damfs_errors_total{errno=\"ENOENT\"} 1"), "{page}");
         assert!(page.contains("damfs_errors_total{errno=\"4242\"} 1"), "{page}");
-        assert!(page.contains("damfs_remote_requests_total{endpoint=\"listing\",status=\"200\"} 1"), "{page}");
+        assert!(
+            page.contains("damfs_remote_requests_total{endpoint=\"listing\",status=\"200\"} 1"),
+            "{page}"
+        );
         assert!(page.contains("endpoint=\"querybuilder\",status=\"cancelled\""), "{page}");
         assert!(page.contains("damfs_open_duration_seconds_count 1"), "{page}");
         assert!(!page.contains("damfs_cache_bytes"), "no live values before a source is set");

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::config::{AemConfig, Credentials};
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, RemoteTimer};
 
 /// The User-Agent: a non-browser client gets 401 rather than a redirect to a login page.
 const USER_AGENT: &str = concat!("damfs/", env!("CARGO_PKG_VERSION"));
@@ -162,20 +162,23 @@ impl Http {
         if let (true, Some(auth)) = (with_auth, &self.auth) {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let timer = self.metrics.as_deref().map(|m| m.remote_request(url.path()));
+        let timer = RemoteTimer::start(self.metrics.as_deref(), url.path());
         let result = request.send().await;
         let ms = started.elapsed().as_millis();
         match result {
             Ok(response) => {
                 log::debug!("GET {shown} -> {} in {ms} ms", response.status().as_u16());
-                timer.map(|t| t.finish(Outcome::Status(response.status().as_u16())));
+                timer.finish(Outcome::Status(response.status().as_u16()));
                 Ok(response)
             }
             Err(e) => {
                 let error = transport_error(&path, &e);
                 log::debug!("GET {shown} -> {} in {ms} ms", error.cause);
-                let timed_out = error.kind == RemoteErrorKind::Timeout;
-                timer.map(|t| t.finish(if timed_out { Outcome::Timeout } else { Outcome::Failed }));
+                timer.finish(if error.kind == RemoteErrorKind::Timeout {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Failed
+                });
                 Err(error)
             }
         }
