@@ -23,6 +23,36 @@ fn sample() -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
+/// A served sample DAM and an empty mount point, with room for a cache beside it; anything
+/// left mounted there is detached when dropped.
+struct Stage {
+    server: TestServer,
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+    _keep: tempfile::TempDir,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        let (keep, root) = sample();
+        let server = TestServer::start(&root);
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        Stage { server, dir, mnt, _keep: keep }
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        force_unmount(&self.mnt);
+    }
+}
+
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -121,29 +151,24 @@ fn metrics_move_as_the_mount_is_read() {
 
 #[test]
 fn a_bad_metrics_address_fails_the_mount_naming_the_flag() {
-    let (_keep, root) = sample();
-    let server = TestServer::start(&root);
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _cleanup = Cleanup(mnt.clone());
+    let stage = Stage::new();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = busy.local_addr().unwrap().to_string();
     for (addr, cause) in
         [("nonsense", "not an address"), ("127.0.0.1:99999", "not an address"), (&busy, "in use")]
     {
         let out = Command::new(damfs_bin())
-            .args(["mount", &server.url()])
-            .arg(&mnt)
+            .args(["mount", &stage.server.url()])
+            .arg(&stage.mnt)
             .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
+            .arg(stage.cache())
             .args(["--metrics-listen", addr])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains("--metrics-listen") && err.contains(cause), "{addr}: {err}");
-        assert!(mountinfo::find(&mnt).is_none());
+        assert!(mountinfo::find(&stage.mnt).is_none());
     }
 }
 
@@ -165,19 +190,16 @@ impl Drop for NotifyService {
 
 #[test]
 fn the_service_manager_hears_ready_and_stopping() {
-    let (_keep, root) = sample();
-    let server = TestServer::start(&root);
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let socket_path = dir.path().join("notify");
+    let stage = Stage::new();
+    let (server, mnt) = (&stage.server, stage.mnt.clone());
+    let socket_path = stage.dir.path().join("notify");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let child = Command::new(damfs_bin())
         .args(["mount", "-f", &server.url()])
         .arg(&mnt)
         .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
+        .arg(stage.cache())
         .env("NOTIFY_SOCKET", &socket_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -214,15 +236,6 @@ fn the_service_manager_hears_ready_and_stopping() {
     assert!(socket.recv(&mut buf).is_err(), "no second message");
 }
 
-/// Force-unmounts a path when dropped.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        force_unmount(&self.0);
-    }
-}
-
 /// Options systemd writes into fstab lines and mount units (and mount(8)'s own) that
 /// mount.damfs must accept and ignore.
 const SYSTEMD_OPTIONS: &str = "ro,x-systemd.automount,x-systemd.mount-timeout=30,x-systemd.idle-timeout=5min,\
@@ -230,16 +243,12 @@ const SYSTEMD_OPTIONS: &str = "ro,x-systemd.automount,x-systemd.mount-timeout=30
 
 #[test]
 fn mount_helper_ignores_systemd_and_fstab_options() {
-    let (_keep, root) = sample();
-    let server = TestServer::start(&root);
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _cleanup = Cleanup(mnt.clone());
-    let opts = format!("{SYSTEMD_OPTIONS},cache_dir={}", dir.path().join("cache").display());
+    let stage = Stage::new();
+    let (server, mnt) = (&stage.server, stage.mnt.clone());
+    let opts = format!("{SYSTEMD_OPTIONS},cache_dir={}", stage.cache().display());
 
     // As mount(8) calls the helper.
-    let helper = dir.path().join("mount.damfs");
+    let helper = stage.dir.path().join("mount.damfs");
     std::os::unix::fs::symlink(damfs_bin(), &helper).unwrap();
     let out = Command::new(&helper).arg(server.url()).arg(&mnt).args(["-o", &opts]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

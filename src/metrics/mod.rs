@@ -4,7 +4,7 @@
 //! token. At each scrape it adds the live values the mount hands it ([`Live`]: the counters
 //! of `damfs status`, cache usage, handles, transfers). The exposition (Prometheus text and
 //! OpenMetrics) is prometheus-client's. It knows nothing of FUSE, HTTP clients or the cache:
-//! the layers call its methods, and [`listen`] serves the page.
+//! the layers call its methods, and [`serve`] serves the page.
 //!
 //! Every label has a small, fixed set of values (operation names, errno names, endpoint
 //! kinds, HTTP statuses): never a path.
@@ -23,6 +23,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::stats::snapshot::StatsSnapshot;
 
 pub use listen::{bind, serve};
 
@@ -121,42 +123,14 @@ struct EndpointLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// The values of a live mount read at each scrape: the counters of `damfs status` and
-/// the gauges of its cache, handles and transfers.
+/// The values of a live mount read at each scrape: the counters of `damfs status`, and
+/// the cache's bound.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
-    /// Folder listings fetched.
-    pub listings_fetched: u64,
-    /// Asset manifests fetched.
-    pub manifests_fetched: u64,
-    /// Renditions downloaded.
-    pub renditions_fetched: u64,
-    /// Bytes downloaded from the remote.
-    pub bytes_fetched: u64,
-    /// Bytes answered to reads through the daemon.
-    pub bytes_served: u64,
-    /// Opens answered from complete cached content.
-    pub cache_hits: u64,
-    /// Opens that had to materialize.
-    pub cache_misses: u64,
-    /// Operations that ended in ETIMEDOUT.
-    pub timeouts: u64,
-    /// Opens served through FUSE passthrough.
-    pub passthrough_opens: u64,
-    /// Listings taken for open directories.
-    pub dir_snapshots: u64,
-    /// Assets with content in the cache.
-    pub cached_assets: u64,
-    /// Bytes of content in the cache.
-    pub cached_bytes: u64,
+    /// The counters, cache usage and gauges.
+    pub stats: StatsSnapshot,
     /// The cache's bound (`--cache-size`), if any.
     pub cache_cap: Option<u64>,
-    /// Open file handles.
-    pub open_handles: u64,
-    /// Renditions being transferred.
-    pub transfers_in_flight: u64,
-    /// Kernel requests waiting on the remote.
-    pub requests_waiting: u64,
 }
 
 type LiveSource = Box<dyn Fn() -> Live + Send + Sync>;
@@ -361,7 +335,7 @@ impl Collector for LiveCollector {
             )?;
         }
         let Some(source) = self.0.live.get() else { return Ok(()) };
-        let live = source();
+        let Live { stats: live, cache_cap } = source();
         let counters = [
             ("damfs_listings_fetched", "Folder listings fetched from the remote", live.listings_fetched),
             ("damfs_manifests_fetched", "Asset manifests fetched from the remote", live.manifests_fetched),
@@ -382,7 +356,7 @@ impl Collector for LiveCollector {
         let gauges = [
             ("damfs_cache_bytes", "Bytes of content in the cache", Some(live.cached_bytes)),
             ("damfs_cache_assets", "Assets with content in the cache", Some(live.cached_assets)),
-            ("damfs_cache_cap_bytes", "The cache's bound (--cache-size)", live.cache_cap),
+            ("damfs_cache_cap_bytes", "The cache's bound (--cache-size)", cache_cap),
             ("damfs_open_handles", "Open file handles", Some(live.open_handles)),
             ("damfs_transfers_in_flight", "Renditions being transferred", Some(live.transfers_in_flight)),
             (
@@ -456,7 +430,8 @@ mod tests {
         assert!(!page.contains("damfs_cache_bytes"), "no live values before a source is set");
         assert!(!page.contains("damfs_token_expiry"), "no token expiry until one is set");
 
-        metrics.set_live(|| Live { cached_bytes: 12, cache_cap: None, ..Live::default() });
+        let stats = StatsSnapshot { cached_bytes: 12, ..StatsSnapshot::default() };
+        metrics.set_live(move || Live { stats: stats.clone(), cache_cap: None });
         metrics.set_token_expiry(UNIX_EPOCH + Duration::from_secs(2_000_000_000));
         let (page, _) = metrics.prometheus_text();
         assert!(page.contains("damfs_cache_bytes 12"), "{page}");

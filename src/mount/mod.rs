@@ -201,25 +201,7 @@ pub struct Layout {
 /// What a scrape reads of a live mount.
 fn live<R: Remote>(vfs: &Vfs<R>, cache: &Cache) -> Live {
     let (assets, bytes) = vfs.cache_usage();
-    let s = vfs.stats().snapshot(assets, bytes, vfs.open_handles());
-    Live {
-        listings_fetched: s.listings_fetched,
-        manifests_fetched: s.manifests_fetched,
-        renditions_fetched: s.renditions_fetched,
-        bytes_fetched: s.bytes_fetched,
-        bytes_served: s.bytes_served,
-        cache_hits: s.cache_hits,
-        cache_misses: s.cache_misses,
-        timeouts: s.timeouts,
-        passthrough_opens: s.passthrough_opens,
-        dir_snapshots: s.dir_snapshots,
-        cached_assets: s.cached_assets,
-        cached_bytes: s.cached_bytes,
-        cache_cap: cache.cap(),
-        open_handles: s.open_handles,
-        transfers_in_flight: s.transfers_in_flight,
-        requests_waiting: s.requests_waiting,
-    }
+    Live { stats: vfs.stats().snapshot(assets, bytes, vfs.open_handles()), cache_cap: cache.cap() }
 }
 
 /// Wires the namespace over `remote` and `cache`: the listing and search service and the

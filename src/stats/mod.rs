@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
-
 use crate::metrics::Metrics;
+pub use snapshot::StatsSnapshot;
+
+pub mod snapshot;
 
 /// Monotonic counters; relaxed atomics (they are statistics, not synchronization).
 #[derive(Debug, Default)]
@@ -45,29 +46,6 @@ pub struct Stats {
     pub requests_waiting: AtomicU64,
     /// Operations by kind, errors by errno, remote requests, latencies.
     pub metrics: Arc<Metrics>,
-}
-
-/// A point-in-time copy of [`Stats`], plus cache usage.
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct StatsSnapshot {
-    pub listings_fetched: u64,
-    pub manifests_fetched: u64,
-    pub renditions_fetched: u64,
-    pub bytes_fetched: u64,
-    pub bytes_served: u64,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub timeouts: u64,
-    pub errors: u64,
-    pub passthrough_opens: u64,
-    pub dir_snapshots: u64,
-    pub open_handles: u64,
-    pub transfers_in_flight: u64,
-    pub requests_waiting: u64,
-    pub cached_assets: u64,
-    pub cached_bytes: u64,
-    pub pid: u32,
 }
 
 impl Stats {
