@@ -161,6 +161,15 @@ pub struct MountArgs {
     /// Write the log here (in the background the log goes nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Serve metrics for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9750); nothing
+    /// listens unless this is given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Walk the whole folder tree in the background after mounting (two listings at a
+    /// time, pausing while requests wait on the remote), so that the first ls anywhere is
+    /// answered from memory.
+    #[arg(long)]
+    pub prefetch_listings: bool,
     /// Log more: -v info, -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -194,14 +203,23 @@ pub struct DemoArgs {
 pub struct StatusArgs {
     /// The mount point.
     pub mountpoint: PathBuf,
+    /// Print the counters as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `damfs prefetch`.
 #[derive(Debug, Args)]
 pub struct PrefetchArgs {
-    /// Assets or folders inside a damfs mount.
-    #[arg(required = true)]
+    /// Assets or folders inside a damfs mount; with --from, the one mount point the listed
+    /// paths are relative to.
+    #[arg(required_unless_present = "from")]
     pub paths: Vec<PathBuf>,
+    /// Also the paths listed in FILE (- for standard input), one per line: relative to the
+    /// mount point, absolute, or a DAM path or URL (/content/dam/...); blank lines and
+    /// lines starting with # are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
     /// Also every asset in sub-folders.
     #[arg(short, long)]
     pub recursive: bool,

@@ -124,6 +124,10 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Log file.
     pub log_file: Option<PathBuf>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Walk the folder tree in the background after mounting.
+    pub prefetch_listings: bool,
     /// Verbosity.
     pub verbose: u8,
     /// Stay in the foreground.
@@ -182,6 +186,8 @@ impl TryFrom<&MountArgs> for MountConfig {
             formats,
             allow_other: args.allow_other,
             log_file: args.log_file.clone(),
+            metrics_listen: args.metrics_listen.as_deref().map(metrics_addr).transpose()?,
+            prefetch_listings: args.prefetch_listings,
             verbose: args.verbose,
             foreground: args.foreground,
         };
@@ -194,6 +200,21 @@ impl TryFrom<&MountArgs> for MountConfig {
             config.log_file = Some(absolute(log)?);
         }
         Ok(config)
+    }
+}
+
+/// The address of `--metrics-listen`: `HOST:PORT` with an IP address, or `localhost:PORT`.
+fn metrics_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let shown = || {
+        format!("--metrics-listen {text}: not an address to listen on (give IP:PORT, e.g. 127.0.0.1:9750)")
+    };
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    match text.strip_prefix("localhost:") {
+        Some(_) => text.to_socket_addrs().ok().and_then(|mut a| a.next()).with_context(shown),
+        None => bail!(shown()),
     }
 }
 

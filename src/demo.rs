@@ -84,6 +84,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         formats: Formats::Images,
         allow_other: false,
         log_file: None,
+        metrics_listen: None,
+        prefetch_listings: false,
         verbose: args.verbose,
         foreground: true,
     };

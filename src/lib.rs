@@ -14,8 +14,9 @@
 //! vfs keeps one thing in the cache itself, inode numbers, through `cache::InodeStore`.
 //! Shared by several layers and depending on none: `flight` (single-flight), `deadline`
 //! (a caller's deadline, a step's budget), `names` (the one rule for file names), `digest`,
-//! `error`, `stats`. Beside the mount: `serve`, the sample DAM (`damfs serve`), and `sample`,
-//! which generates the sample data it serves.
+//! `error`, `stats` and `metrics` (what a Prometheus scraper reads). Beside the mount:
+//! `serve`, the sample DAM (`damfs serve`), and `sample`, which generates the sample data it
+//! serves.
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod flight;
 pub mod fuse;
 pub mod listing;
 pub mod materialize;
+pub mod metrics;
 pub mod mount;
 pub mod names;
 pub mod prefetch;

@@ -89,12 +89,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => {
             init_logging(0, None)?;
-            print!("{}", damfs::status::render(&damfs::status::read(&args.mountpoint)?));
+            let stats = damfs::status::read(&args.mountpoint)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", damfs::status::render(&stats));
+            }
         }
         Command::Prefetch(args) => {
             init_logging(0, None)?;
             let summary = damfs::prefetch::run(args)?;
-            if !summary.failed.is_empty() {
+            if !summary.failed.is_empty() || summary.bad_lines > 0 {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -1,9 +1,12 @@
 //! `damfs prefetch`: makes many remote assets available in one go. It walks the given paths
 //! of a live mount and reads every asset and every one of its renditions to the end, which
 //! materializes them (the mount fetches, verifies and caches; the cache cap applies as for
-//! any open), with a progress bar on a terminal and plain periodic lines otherwise.
+//! any open), with a progress bar on a terminal and plain periodic lines otherwise. With
+//! `--from` the paths come from a list (a Sites server's asset references, say): each line
+//! relative to the mount point, absolute, or a DAM path or URL; a line that names nothing in
+//! the mount is reported with its number and skipped.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +32,8 @@ pub struct Summary {
     pub bytes: u64,
     /// Assets that failed, with the cause.
     pub failed: Vec<(PathBuf, String)>,
+    /// Lines of the `--from` list that named nothing to prefetch.
+    pub bad_lines: u64,
 }
 
 /// Runs `damfs prefetch`; the summary is printed, and failures make the exit status 1.
@@ -37,11 +42,21 @@ pub fn run(args: &PrefetchArgs) -> anyhow::Result<Summary> {
         bail!("--jobs: must be at least 1");
     }
     let mut assets = Vec::new();
-    for path in &args.paths {
-        let path = std::path::absolute(path).with_context(|| path.display().to_string())?;
-        check_in_mount(&path)?;
-        collect(&path, args.recursive, &mut assets).with_context(|| format!("{}", path.display()))?;
+    let mut bad_lines = 0;
+    if let Some(from) = &args.from {
+        let [base] = args.paths.as_slice() else {
+            bail!("--from: give one PATH, the mount point the listed paths are relative to");
+        };
+        bad_lines = collect_listed(from, base, args.recursive, &mut assets)?;
+    } else {
+        for path in &args.paths {
+            let path = std::path::absolute(path).with_context(|| path.display().to_string())?;
+            check_in_mount(&path)?;
+            collect(&path, args.recursive, &mut assets).with_context(|| format!("{}", path.display()))?;
+        }
     }
+    let mut seen = HashSet::new();
+    assets.retain(|a| seen.insert(a.clone()));
     let total = assets.len() as u64;
     let queue = Arc::new(Mutex::new(VecDeque::from(assets)));
     let done = Arc::new(AtomicU64::new(0));
@@ -116,8 +131,12 @@ pub fn run(args: &PrefetchArgs) -> anyhow::Result<Summary> {
         bar.finish_and_clear();
     }
     let failed = std::mem::take(&mut *failed.lock());
-    let summary =
-        Summary { assets: total - failed.len() as u64, bytes: bytes.load(Ordering::Relaxed), failed };
+    let summary = Summary {
+        assets: total - failed.len() as u64,
+        bytes: bytes.load(Ordering::Relaxed),
+        failed,
+        bad_lines,
+    };
     println!(
         "prefetched {} of {total} assets ({}) in {:.1}s",
         summary.assets,
@@ -127,7 +146,124 @@ pub fn run(args: &PrefetchArgs) -> anyhow::Result<Summary> {
     for (path, why) in &summary.failed {
         println!("failed: {}: {why}", path.display());
     }
+    if summary.bad_lines > 0 {
+        println!("skipped {} lines of the list that name nothing to prefetch", summary.bad_lines);
+    }
     Ok(summary)
+}
+
+/// Adds the assets the lines of `from` (`-` for standard input) name, resolved against
+/// `base` (a folder in a damfs mount); reports each bad line on stderr, with its number and
+/// cause, and answers how many there were.
+fn collect_listed(from: &Path, base: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> anyhow::Result<u64> {
+    let text = if from == Path::new("-") {
+        let mut text = Vec::new();
+        std::io::stdin().read_to_end(&mut text).context("--from -: reading standard input")?;
+        text
+    } else {
+        std::fs::read(from).with_context(|| format!("--from {}", from.display()))?
+    };
+    let base = std::path::absolute(base).with_context(|| base.display().to_string())?;
+    let mount = ListMount::of(&base)?;
+    let shown = if from == Path::new("-") { "<stdin>".into() } else { from.display().to_string() };
+    let mut bad = 0;
+    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+        let result = std::str::from_utf8(line)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|line| mount.resolve(&base, line.trim()))
+            .and_then(|path| match path {
+                Some(path) => collect(&path, recursive, out).map_err(|e| format!("{}: {e}", path.display())),
+                None => Ok(()),
+            });
+        if let Err(cause) = result {
+            eprintln!("prefetch: {shown} line {}: {cause}", n + 1);
+            bad += 1;
+        }
+    }
+    Ok(bad)
+}
+
+/// The mount a `--from` list is resolved in: its mount point and the DAM folder it shows.
+#[derive(Debug)]
+struct ListMount {
+    mountpoint: PathBuf,
+    /// The DAM path of the mounted folder (`""` for /content/dam).
+    root: String,
+}
+
+impl ListMount {
+    /// The damfs mount that holds `path`.
+    fn of(path: &Path) -> anyhow::Result<ListMount> {
+        check_in_mount(path)?;
+        let mut candidate = Some(path);
+        while let Some(p) = candidate {
+            if let Some(m) = mountinfo::find(p) {
+                let (_, root) = crate::remote::aem::parse_remote_url(&m.source)
+                    .with_context(|| format!("{}: the mount's source {}", path.display(), m.source))?;
+                return Ok(ListMount { mountpoint: PathBuf::from(&m.mountpoint), root });
+            }
+            candidate = p.parent();
+        }
+        bail!("{} is not inside a damfs mount", path.display())
+    }
+
+    /// The local path a line names: `None` for a blank line or a comment.
+    fn resolve(&self, base: &Path, line: &str) -> Result<Option<PathBuf>, String> {
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(None);
+        }
+        let url_path;
+        let dam = if line.starts_with("http://") || line.starts_with("https://") {
+            let url = url::Url::parse(line).map_err(|e| format!("{line}: not a URL ({e})"))?;
+            url_path = url.path().to_string();
+            Some(url_path.as_str())
+        } else {
+            Some(line).filter(|l| *l == "/content/dam" || l.starts_with("/content/dam/"))
+        };
+        if let Some(dam) = dam {
+            return self.dam_path(dam).map(Some).map_err(|cause| format!("{line}: {cause}"));
+        }
+        let path = Path::new(line);
+        if path.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(format!("{line}: '..' is not allowed"));
+        }
+        let path = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+        if !path.starts_with(&self.mountpoint) {
+            return Err(format!("{line}: not inside the mount at {}", self.mountpoint.display()));
+        }
+        Ok(Some(path))
+    }
+
+    /// The local path of a DAM path (`/content/dam/...`, percent-encoded or not; a
+    /// reference to a rendition or to the metadata of an asset names the asset).
+    fn dam_path(&self, dam: &str) -> Result<PathBuf, String> {
+        let dam = dam.split(['?', '#']).next().unwrap_or_default();
+        let decoded = percent_encoding::percent_decode_str(dam)
+            .decode_utf8()
+            .map_err(|_| "not UTF-8 once percent-decoded".to_string())?;
+        let Some(rest) = decoded.strip_prefix("/content/dam") else {
+            return Err("not a DAM path (/content/dam/...)".into());
+        };
+        let rest = rest.trim_matches('/');
+        let asset = ["/jcr:content", "/_jcr_content"]
+            .iter()
+            .find_map(|marker| rest.find(marker).map(|i| &rest[..i]))
+            .unwrap_or(rest);
+        let inside = if self.root.is_empty() {
+            Some(asset)
+        } else if asset == self.root {
+            Some("")
+        } else {
+            asset.strip_prefix(&format!("{}/", self.root))
+        };
+        let Some(inside) = inside else {
+            return Err(format!("not under the mounted folder /content/dam/{}", self.root));
+        };
+        if inside.split('/').any(|s| s == "." || s == "..") {
+            return Err("'.' and '..' are not allowed".into());
+        }
+        Ok(if inside.is_empty() { self.mountpoint.clone() } else { self.mountpoint.join(inside) })
+    }
 }
 
 /// Refuses a path that is not inside a damfs mount.
@@ -194,5 +330,40 @@ fn read_to_end(path: &Path) -> anyhow::Result<u64> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_paths_resolve_in_the_mount() {
+        let mount = ListMount { mountpoint: PathBuf::from("/srv/ca"), root: "we-retail".into() };
+        let base = Path::new("/srv/ca/en");
+        let ok = |line: &str| mount.resolve(base, line).unwrap().map(|p| p.display().to_string());
+        assert_eq!(ok(""), None);
+        assert_eq!(ok("# a comment"), None);
+        assert_eq!(ok("a.jpg").as_deref(), Some("/srv/ca/en/a.jpg"));
+        assert_eq!(ok("/srv/ca/fr/b.jpg").as_deref(), Some("/srv/ca/fr/b.jpg"));
+        assert_eq!(ok("/content/dam/we-retail/en/a%20b.jpg").as_deref(), Some("/srv/ca/en/a b.jpg"));
+        assert_eq!(
+            ok("/content/dam/we-retail/en/a.jpg/jcr:content/renditions/cq5dam.web.1280.1280.jpeg").as_deref(),
+            Some("/srv/ca/en/a.jpg")
+        );
+        assert_eq!(
+            ok("https://dam.example.com/content/dam/we-retail/en/a.jpg/_jcr_content/renditions/x.png?w=1")
+                .as_deref(),
+            Some("/srv/ca/en/a.jpg")
+        );
+        assert_eq!(ok("/content/dam/we-retail").as_deref(), Some("/srv/ca"));
+        let bad = |line: &str| mount.resolve(base, line).unwrap_err();
+        assert!(
+            bad("/content/dam/other/x.jpg").contains("not under the mounted folder /content/dam/we-retail")
+        );
+        assert!(bad("/etc/passwd").contains("not inside the mount at /srv/ca"));
+        assert!(bad("../../etc/passwd").contains("'..'"));
+        assert!(bad("/content/dam/we-retail/../x").contains("'..'"));
+        assert!(bad("http://[bad").contains("not a URL"));
     }
 }

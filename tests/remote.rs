@@ -593,7 +593,9 @@ async fn credentials_are_sent_preemptively() {
             let remote = client(&server.url(), credentials);
             let debug = format!("{debug} {remote:?}");
             assert!(
-                !debug.contains("YWRtaW46") && !debug.contains("eyJhbGciOi") && !debug.contains("\"admin\" }"),
+                !debug.contains("YWRtaW46")
+                    && !debug.contains("eyJhbGciOi")
+                    && !debug.contains("\"admin\" }"),
                 "{debug}"
             );
             remote.list_folder("").await.unwrap();

@@ -46,7 +46,9 @@ pub(super) fn errno(stats: &Stats, op: &str, err: FsError) -> Errno {
     if err.is_noteworthy() {
         log::warn!("{op}: {err}");
     }
-    Errno::from_i32(err.errno())
+    let code = err.errno();
+    stats.metrics.error(code);
+    Errno::from_i32(code)
 }
 
 pub(super) fn name_str(name: &OsStr) -> FsResult<&str> {
@@ -57,7 +59,10 @@ pub(super) fn name_str(name: &OsStr) -> FsResult<&str> {
 pub(super) fn reply_xattr(reply: ReplyXattr, size: u32, result: FsResult<Vec<u8>>, stats: &Stats) {
     match result {
         Ok(value) if size == 0 => reply.size(value.len() as u32),
-        Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(value) if value.len() > size as usize => {
+            stats.metrics.error(libc::ERANGE);
+            reply.error(Errno::ERANGE)
+        }
         Ok(value) => reply.data(&value),
         Err(err) => reply.error(errno(stats, "xattr", err)),
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use fuser::Notifier;
+use fuser::{Errno, Notifier};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,7 @@ use super::DamFs;
 use super::io_mode::IoModes;
 use crate::deadline::Deadline;
 use crate::remote::Remote;
+use crate::stats::InFlight;
 use crate::vfs::Vfs;
 
 impl<R: Remote> DamFs<R> {
@@ -41,6 +42,17 @@ impl<R: Remote> DamFs<R> {
         (fs, notifier)
     }
 
+    /// Counts a request of kind `op`.
+    pub(super) fn count(&self, op: &'static str) {
+        self.vfs.stats().metrics.op(op);
+    }
+
+    /// Counts an answer of `errno` given without asking the namespace (EROFS, ENOTTY).
+    pub(super) fn refuse(&self, errno: Errno) -> Errno {
+        self.vfs.stats().metrics.error(errno.code());
+        errno
+    }
+
     /// Runs `work` on the namespace with the request's deadline (counted from now, its
     /// arrival): to completion right here if it needs nothing from the remote, otherwise on
     /// the runtime. `done` gets the result and the namespace either way.
@@ -63,6 +75,7 @@ impl<R: Remote> DamFs<R> {
             Poll::Pending => {
                 let stopping = self.stopping.clone();
                 self.runtime.spawn(async move {
+                    let _waiting = InFlight::enter(&vfs.stats().requests_waiting);
                     tokio::select! {
                         value = fut => done(value, &vfs),
                         // Dropping `done` drops its reply unsent, which fuser answers EIO.

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -29,6 +29,7 @@ use io_mode::{IoModes, reply_open};
 
 use crate::error::FsError;
 use crate::remote::Remote;
+use crate::stats::Stats;
 use crate::vfs::{Attr, DirItem, Entry, Kind, Vfs};
 
 /// The filesystem handed to fuser.
@@ -74,6 +75,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.count("lookup");
         let name = name.to_owned();
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
@@ -92,6 +94,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.count("getattr");
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
             move |vfs, deadline| async move { vfs.getattr(ino.0, deadline).await },
@@ -103,6 +106,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.count("opendir");
         match self.vfs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(err) => reply.error(errno(self.vfs.stats(), "opendir", err)),
@@ -117,11 +121,13 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.count("releasedir");
         self.vfs.releasedir(fh.0);
         reply.ok();
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.count("readdir");
         self.dispatch(
             move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
             move |result, vfs| match result {
@@ -145,6 +151,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.count("readdirplus");
         let (uid, gid) = (self.uid, self.gid);
         self.dispatch(
             move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
@@ -162,6 +169,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.count("readlink");
         match self.vfs.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
             Err(err) => reply.error(errno(self.vfs.stats(), "readlink", err)),
@@ -169,12 +177,15 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.count("open");
+        let started = Instant::now();
         let passthrough = self.passthrough.load(Ordering::Relaxed);
         let io = Arc::clone(&self.io);
         let notifier = Arc::clone(&self.notifier);
         self.dispatch(
             move |vfs, deadline| async move { vfs.open(ino.0, flags.0, deadline).await },
             move |result, vfs| {
+                vfs.stats().metrics.opened(started.elapsed());
                 let opened = match result {
                     Ok(o) => o,
                     Err(err) => return reply.error(errno(vfs.stats(), "open", err)),
@@ -205,10 +216,14 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.count("read");
         self.dispatch(
             move |vfs, deadline| async move { vfs.read(fh.0, offset, size, deadline).await },
             move |result, vfs| match result {
-                Ok(bytes) => reply.data(&bytes),
+                Ok(bytes) => {
+                    Stats::add(&vfs.stats().bytes_served, bytes.len() as u64);
+                    reply.data(&bytes)
+                }
                 Err(err) => reply.error(errno(vfs.stats(), "read", err)),
             },
         );
@@ -224,6 +239,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.count("release");
         self.io.lock().release(fh.0);
         self.vfs.release(fh.0);
         reply.ok();
@@ -237,28 +253,33 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.count("flush");
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.count("fsync");
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.count("statfs");
         let (assets, bytes) = self.vfs.cache_usage();
         let blocks = bytes.div_ceil(4096);
         reply.statfs(blocks, 0, 0, assets, 0, 4096, 255, 4096);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.count("access");
         if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
+            reply.error(self.refuse(Errno::EROFS));
         } else {
             reply.ok();
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.count("getxattr");
         let name = name.to_owned();
         self.dispatch(
             move |vfs, deadline| async move {
@@ -272,6 +293,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.count("listxattr");
         self.dispatch(
             move |vfs, _deadline| async move {
                 vfs.listxattr(ino.0).map(|names| {
@@ -307,27 +329,33 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        self.count("setattr");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        self.count("mknod");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        self.count("mkdir");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+        self.count("unlink");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+        self.count("rmdir");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        self.count("symlink");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn rename(
@@ -340,11 +368,13 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _f: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        self.count("rename");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        self.count("link");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn write(
@@ -359,11 +389,13 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::EROFS);
+        self.count("write");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn create(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _f: i32, reply: ReplyCreate) {
-        reply.error(Errno::EROFS);
+        self.count("create");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn setxattr(
@@ -376,11 +408,13 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _p: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        self.count("setxattr");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+        self.count("removexattr");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     fn fallocate(
@@ -393,7 +427,8 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _m: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        self.count("fallocate");
+        reply.error(self.refuse(Errno::EROFS));
     }
 
     /// No ioctl is supported. `ls` and `file` probe terminals with TCGETS: the answer is the
@@ -409,7 +444,8 @@ impl<R: Remote> Filesystem for DamFs<R> {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        reply.error(Errno::ENOTTY);
+        self.count("ioctl");
+        reply.error(self.refuse(Errno::ENOTTY));
     }
 }
 

@@ -4,6 +4,7 @@
 //! after the TTL. A stale listing keeps serving while it is re-read in the background, and
 //! keeps serving if that re-read fails: the remote being away never takes a listing away.
 //! Full-text searches ([`search`]) are remote queries whose results are kept for the TTL.
+//! [`walk`] lists the whole tree in the background (`--prefetch-listings`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use formats::{Formats, guess_format};
 
 mod formats;
 pub mod search;
+pub mod walk;
 
 /// Names reserved in every folder.
 pub const RENDITIONS: &str = ".renditions";

@@ -20,7 +20,7 @@ use crate::deadline::{Budget, Deadline};
 use crate::digest::hex;
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
-use crate::stats::Stats;
+use crate::stats::{InFlight, Stats};
 
 /// Where a transfer stands.
 #[derive(Debug, Clone)]
@@ -198,6 +198,7 @@ pub async fn start<R: Remote>(
     // removes the file.
     let mut guard = TempFile { cache: Arc::clone(&cache), path: temp, charged: 0, keep_file: false };
     let work = async move {
+        let _in_flight = InFlight::enter(&stats.transfers_in_flight);
         let result = run(&*remote, &cache, &stats, &job, file, &handle, &mut guard).await;
         match &result {
             Ok(fetched) => {

@@ -1,15 +1,18 @@
 //! Mounting and unmounting: `damfs mount` checks what would make it fail (`preflight`),
 //! then mounts in the foreground or starts a daemon and waits for its word (`daemon`);
 //! the daemon wires the layers together over any [`Remote`], serves until unmounted, and
-//! handles signals. `damfs umount` and the lazy detach live in `unmount`.
+//! handles signals. `damfs umount` and the lazy detach live in `unmount`; the service
+//! manager's readiness messages in `notify`.
 
 mod daemon;
 pub mod mountinfo;
+pub mod notify;
 mod preflight;
 mod unmount;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -21,6 +24,7 @@ use crate::deadline::Budget;
 use crate::fuse::session::{MountSpec, Session};
 use crate::listing::{Formats, ListingConfig, Listings};
 use crate::materialize::{MaterializeConfig, Materializer};
+use crate::metrics::{Live, Metrics};
 use crate::remote::aem::AemClient;
 use crate::remote::{Remote, RemoteErrorKind};
 use crate::stats::Stats;
@@ -36,20 +40,23 @@ pub fn mount(config: MountConfig) -> anyhow::Result<()> {
         })?;
     }
     if config.foreground || daemon::is_daemon() {
-        let remote = Arc::new(AemClient::new(config.aem.clone())?);
-        return serve(config, remote, daemon::ready_pipe());
+        let metrics = Arc::new(Metrics::new());
+        let remote = Arc::new(AemClient::new(config.aem.clone())?.with_metrics(Arc::clone(&metrics)));
+        return serve(config, remote, metrics, daemon::ready_pipe());
     }
     daemon::start(&config)
 }
 
 /// The daemon over `remote`: sets everything up, mounts, reports on `ready` (the pipe of the
-/// `damfs mount` waiting for it, if any), serves until unmounted.
+/// `damfs mount` waiting for it, if any) and to the service manager, serves until unmounted.
+/// Counts in `metrics`.
 pub fn serve<R: Remote>(
     config: MountConfig,
     remote: Arc<R>,
+    metrics: Arc<Metrics>,
     mut ready: Option<OwnedFd>,
 ) -> anyhow::Result<()> {
-    let (runtime, session, cache, stopping) = match setup(&config, remote) {
+    let (runtime, session, cache, stopping) = match setup(&config, remote, metrics) {
         Ok(parts) => parts,
         Err(e) => {
             let text =
@@ -61,6 +68,8 @@ pub fn serve<R: Remote>(
     };
     let _ = std::env::set_current_dir("/");
     let mountpoint = config.mountpoint.clone();
+    let told_stopping = Arc::new(AtomicBool::new(false));
+    let told = Arc::clone(&told_stopping);
     runtime.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -73,6 +82,7 @@ pub fn serve<R: Remote>(
             _ = int.recv() => {}
         }
         log::info!("signal received: unmounting {}", mountpoint.display());
+        notify::stopping(&format!("unmounting {}", mountpoint.display()), &told);
         // Readers waiting on the remote get their answer now, not at their deadline.
         stopping.cancel();
         if let Err(e) = unmount::detach(&mountpoint) {
@@ -90,7 +100,9 @@ pub fn serve<R: Remote>(
     let _ = std::thread::Builder::new().name("damfs-reconcile".into()).spawn(move || reconciled.reconcile());
     log::info!("{} mounted on {}", config.remote_url, config.mountpoint.display());
     daemon::report(&mut ready, "ready\n");
+    notify::ready(&format!("{} mounted on {}", config.remote_url, config.mountpoint.display()));
     let outcome = session.run();
+    notify::stopping(&format!("{} unmounted", config.mountpoint.display()), &told_stopping);
     log::info!("{} unmounted; saving the cache index", config.mountpoint.display());
     // Transfers still running are dropped with the runtime (removing their files) before
     // the cache is closed, so that nothing writes under tmp/ once it has been emptied.
@@ -103,14 +115,16 @@ pub fn serve<R: Remote>(
 type Parts<R> = (tokio::runtime::Runtime, Session<R>, Arc<Cache>, CancellationToken);
 
 /// Opens the cache, checks the remote (or decides to start offline), builds the namespace
-/// and mounts it.
-fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Parts<R>> {
+/// and mounts it; starts the metrics listener and the listing walk when asked for.
+fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>, metrics: Arc<Metrics>) -> anyhow::Result<Parts<R>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .thread_name("damfs-io")
         .enable_all()
         .build()
         .context("cannot start the I/O runtime")?;
+    // Bound first: a busy or wrong address fails the mount before anything else is done.
+    let metrics_listener = config.metrics_listen.map(crate::metrics::bind).transpose()?;
     let cache = Arc::new(Cache::open(&config.cache_dir, &config.remote_id(), config.cache_size)?);
     let check = runtime
         .block_on(async { tokio::time::timeout(config.fetch_timeout, remote.check(&config.root)).await });
@@ -134,7 +148,7 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
         }
         log::warn!("cannot reach the remote ({cause}): starting offline from the cache");
     }
-    let vfs = namespace(
+    let vfs = namespace_counted(
         Layout {
             root: config.root.clone(),
             remote_url: config.aem.base.as_str().trim_end_matches('/').to_string(),
@@ -146,6 +160,7 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
         },
         remote,
         Arc::clone(&cache),
+        Arc::new(Stats::with_metrics(Arc::clone(&metrics))),
     );
     let stopping = CancellationToken::new();
     let spec = MountSpec {
@@ -153,7 +168,20 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>) -> anyhow::Result<Part
         source: config.remote_url.clone(),
         allow_other: config.allow_other,
     };
-    let session = Session::mount(vfs, runtime.handle().clone(), &spec, stopping.clone())?;
+    let session = Session::mount(Arc::clone(&vfs), runtime.handle().clone(), &spec, stopping.clone())?;
+    if let Some(listener) = metrics_listener {
+        let (shown, cancelled) = (config.metrics_listen, stopping.clone());
+        let (vfs, cache) = (Arc::clone(&vfs), Arc::clone(&cache));
+        metrics.set_live(move || live(&vfs, &cache));
+        runtime.spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, metrics, cancelled.cancelled_owned()).await {
+                log::error!("--metrics-listen {shown:?}: the metrics listener failed: {e}");
+            }
+        });
+    }
+    if config.prefetch_listings {
+        runtime.spawn(vfs.walk_listings(stopping.clone()));
+    }
     Ok((runtime, session, cache, stopping))
 }
 
@@ -176,10 +204,29 @@ pub struct Layout {
     pub revalidate: bool,
 }
 
+/// What a scrape reads of a live mount.
+fn live<R: Remote>(vfs: &Vfs<R>, cache: &Cache) -> Live {
+    let (assets, bytes) = vfs.cache_usage();
+    Live {
+        stats: vfs.stats().snapshot(assets, bytes, vfs.open_handles()),
+        cache_cap: cache.cap(),
+        token_expires: vfs.stats().auth.expires(),
+    }
+}
+
 /// Wires the namespace over `remote` and `cache`: the listing and search service and the
 /// materializer beside it, both over the remote and the cache, and the namespace over them.
 pub fn namespace<R: Remote>(layout: Layout, remote: Arc<R>, cache: Arc<Cache>) -> Arc<Vfs<R>> {
-    let stats = Arc::new(Stats::default());
+    namespace_counted(layout, remote, cache, Arc::default())
+}
+
+/// [`namespace`], counting in `stats`.
+pub fn namespace_counted<R: Remote>(
+    layout: Layout,
+    remote: Arc<R>,
+    cache: Arc<Cache>,
+    stats: Arc<Stats>,
+) -> Arc<Vfs<R>> {
     let probed = Arc::clone(&remote);
     stats.auth.set(move || {
         let status = probed.auth_status();

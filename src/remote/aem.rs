@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -32,6 +33,7 @@ use super::{
     AssetAttrs, AssetMetadata, Download, FolderListing, Remote, RemoteError, RemoteErrorKind, RemoteResult,
     RenditionInfo, TagInfo,
 };
+use crate::metrics::Metrics;
 use crate::names::join;
 
 /// QueryBuilder pages allowed for one folder (`p.limit=-1` normally answers in one).
@@ -65,6 +67,12 @@ impl AemClient {
             query_refused: AtomicBool::new(false),
             tags_under_etc: AtomicBool::new(false),
         })
+    }
+
+    /// Counts and times every request in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> AemClient {
+        self.http.metrics = Some(metrics);
+        self
     }
 
     /// Attributes from QueryBuilder, or the status by which it was refused.

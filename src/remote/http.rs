@@ -13,11 +13,10 @@
 //! ends in 403, such as an expired signature, is asked of the DAM again once, for a fresh URL.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::LOCATION;
-use std::sync::Arc;
-
 use reqwest::header::{AUTHORIZATION, HeaderValue, RANGE};
 use reqwest::{Response, StatusCode, Url, redirect};
 use serde_json::Value;
@@ -27,6 +26,7 @@ use super::config::AemConfig;
 use super::tls::{ClientCertWatch, Tls, refusal};
 use super::url::label;
 use super::{RemoteError, RemoteErrorKind, RemoteResult};
+use crate::metrics::{Metrics, Outcome, RemoteTimer};
 
 /// The User-Agent: a non-browser client gets 401 rather than a redirect to a login page.
 const USER_AGENT: &str = concat!("damfs/", env!("CARGO_PKG_VERSION"));
@@ -85,6 +85,8 @@ pub(crate) struct Http {
     request_timeout: Duration,
     /// Tells a server's refusal for want of a client certificate from a plain 400.
     client_cert_watch: ClientCertWatch,
+    /// Where each request is counted and timed, when a scraper may read it.
+    pub(super) metrics: Option<Arc<Metrics>>,
 }
 
 impl Http {
@@ -116,6 +118,7 @@ impl Http {
             auth,
             request_timeout: config.request_timeout,
             client_cert_watch: tls.watch,
+            metrics: None,
         })
     }
 
@@ -215,16 +218,23 @@ impl Http {
         if let Some(auth) = auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
+        let timer = RemoteTimer::start(self.metrics.as_deref(), url.path());
         let result = request.send().await;
         let ms = started.elapsed().as_millis();
         match result {
             Ok(response) => {
                 log::debug!("GET {shown} -> {} in {ms} ms", response.status().as_u16());
+                timer.finish(Outcome::Status(response.status().as_u16()));
                 Ok(response)
             }
             Err(e) => {
                 let error = transport_error(&path, &e);
                 log::debug!("GET {shown} -> {} in {ms} ms", error.cause);
+                timer.finish(if error.kind == RemoteErrorKind::Timeout {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Failed
+                });
                 Err(error)
             }
         }

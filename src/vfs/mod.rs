@@ -182,6 +182,20 @@ impl<R: Remote> Vfs<R> {
         self.materializer.cache_usage()
     }
 
+    /// Lists every folder of the mount in the background, at the lowest priority, until
+    /// done or `stopping` is cancelled (`--prefetch-listings`).
+    pub fn walk_listings(
+        &self,
+        stopping: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = crate::listing::walk::Walked> + Send + 'static {
+        Arc::clone(&self.dirs).walk(stopping)
+    }
+
+    /// Open file handles.
+    pub fn open_handles(&self) -> u64 {
+        self.handles.lock().len() as u64
+    }
+
     /// The deadline of an operation that arrives now.
     pub fn deadline(&self) -> Deadline {
         Deadline::after(self.config.request_timeout)

@@ -57,7 +57,7 @@ impl<R: Remote> Vfs<R> {
         match (&*node, name) {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
                 let (assets, bytes) = self.materializer.cache_usage();
-                let snapshot = self.stats.snapshot(assets, bytes);
+                let snapshot = self.stats.snapshot(assets, bytes, self.open_handles());
                 serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))
             }
             (Node::Asset(path), "user.dam.remote") => Ok(self.dirs.asset_url(path).into_bytes()),

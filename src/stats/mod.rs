@@ -1,12 +1,18 @@
-//! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr.
+//! Counters of a live mount, served as JSON in the root's `user.damfs.stats` xattr, and the
+//! [`Metrics`] that only a scraper sees, carried beside them so that every layer that counts
+//! reaches both.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use crate::metrics::Metrics;
+pub use snapshot::StatsSnapshot;
+
+pub mod snapshot;
 
 /// Monotonic counters; relaxed atomics (they are statistics, not synchronization).
 #[derive(Debug, Default)]
@@ -19,6 +25,9 @@ pub struct Stats {
     pub renditions_fetched: AtomicU64,
     /// Bytes downloaded.
     pub bytes_fetched: AtomicU64,
+    /// Bytes answered to reads through the daemon (reads under FUSE passthrough go from the
+    /// kernel to the cache file and are not seen).
+    pub bytes_served: AtomicU64,
     /// Opens answered from complete cached content.
     pub cache_hits: AtomicU64,
     /// Opens that had to materialize.
@@ -34,6 +43,12 @@ pub struct Stats {
     pub dir_snapshots: AtomicU64,
     /// What is known of authentication (set once at mount).
     pub auth: AuthProbe,
+    /// Gauge: renditions being transferred now.
+    pub transfers_in_flight: AtomicU64,
+    /// Gauge: kernel requests waiting on the remote now.
+    pub requests_waiting: AtomicU64,
+    /// Operations by kind, errors by errno, remote requests, latencies.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The kind of authentication and when its token expires, asked when the stats are read.
@@ -47,6 +62,11 @@ impl AuthProbe {
     /// Sets the probe (once; later calls are ignored).
     pub fn set(&self, probe: impl Fn() -> (String, Option<SystemTime>) + Send + Sync + 'static) {
         let _ = self.0.set(Box::new(probe));
+    }
+
+    /// When the token in use expires, if known.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.0.get().and_then(|probe| probe().1)
     }
 
     /// The kind and, when known, the token's expiry as `YYYY-MM-DD HH:MM:SS UTC (in 3h 2m)`.
@@ -74,38 +94,19 @@ fn describe_expiry(at: SystemTime) -> String {
     }
 }
 
-/// A point-in-time copy of [`Stats`], plus cache usage.
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct StatsSnapshot {
-    pub listings_fetched: u64,
-    pub manifests_fetched: u64,
-    pub renditions_fetched: u64,
-    pub bytes_fetched: u64,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub timeouts: u64,
-    pub errors: u64,
-    pub passthrough_opens: u64,
-    pub dir_snapshots: u64,
-    /// How the mount authenticates: none, basic, token, token file, service credentials.
-    pub auth: String,
-    /// When the token in use expires, if a token with a known lifetime is in use.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_expires: Option<String>,
-    pub cached_assets: u64,
-    pub cached_bytes: u64,
-    pub pid: u32,
-}
-
 impl Stats {
+    /// Counters that report to `metrics` as well.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Stats {
+        Stats { metrics, ..Stats::default() }
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Copies the counters.
-    pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64) -> StatsSnapshot {
+    /// Copies the counters, with the values kept elsewhere.
+    pub fn snapshot(&self, cached_assets: u64, cached_bytes: u64, open_handles: u64) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let auth = self.auth.read();
         StatsSnapshot {
@@ -113,18 +114,40 @@ impl Stats {
             manifests_fetched: get(&self.manifests_fetched),
             renditions_fetched: get(&self.renditions_fetched),
             bytes_fetched: get(&self.bytes_fetched),
+            bytes_served: get(&self.bytes_served),
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             timeouts: get(&self.timeouts),
             errors: get(&self.errors),
             passthrough_opens: get(&self.passthrough_opens),
             dir_snapshots: get(&self.dir_snapshots),
+            open_handles,
+            transfers_in_flight: get(&self.transfers_in_flight),
+            requests_waiting: get(&self.requests_waiting),
             auth: auth.0,
             token_expires: auth.1,
             cached_assets,
             cached_bytes,
             pid: std::process::id(),
         }
+    }
+}
+
+/// One unit of a gauge (a transfer, a waiting request) for as long as it lives.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    /// Adds one to `gauge` until the guard is dropped.
+    pub fn enter(gauge: &'a AtomicU64) -> InFlight<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
