@@ -1,11 +1,14 @@
 //! Asset -> bytes, once. The first open of an asset fetches its manifest (metadata, tags,
-//! rendition list) and every rendition: those at or under the async threshold before the
-//! open returns, larger ones in the background while readers wait only for the bytes they
-//! need. Concurrent openers share one fetch ([`SingleFlight`]); every remote step is
-//! bounded by the fetch timeout; a failure leaves nothing half-made and is not remembered.
+//! rendition list) and every rendition the [`RenditionSelection`] makes eager: those at or
+//! under the async threshold before the open returns, larger ones in the background while
+//! readers wait only for the bytes they need. A rendition left out is fetched when it is
+//! opened itself (`open`). Concurrent openers share one fetch ([`SingleFlight`]); every
+//! remote step is bounded by the fetch timeout; a failure leaves nothing half-made and is
+//! not remembered.
 
 pub mod manifest;
 mod open;
+pub mod select;
 pub mod transfer;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +26,7 @@ use crate::flight::{Abandoned, SingleFlight};
 use crate::remote::Remote;
 use crate::stats::Stats;
 pub use manifest::{Manifest, RenditionEntry, TagRef};
+pub use select::RenditionSelection;
 use transfer::{Job, Transfer};
 
 /// Most renditions of one asset downloaded at once.
@@ -35,6 +39,8 @@ pub struct MaterializeConfig {
     pub step: Budget,
     /// Renditions larger than this are transferred in the background.
     pub async_threshold: u64,
+    /// The renditions fetched at the first open of an asset.
+    pub renditions: RenditionSelection,
 }
 
 /// Where one rendition's bytes are.
@@ -52,13 +58,18 @@ pub enum RenditionState {
     InFlight(Arc<Transfer>),
 }
 
-/// The materialized (or materializing) content of one asset.
+/// The materialized (or materializing) content of one asset: every eager rendition is
+/// complete or in flight; a rendition left out of the selection is in the map only once it
+/// has been opened (until then it is neither, and its size is the manifest's listed one).
 #[derive(Debug)]
 pub struct AssetContent {
     /// Its manifest.
     pub manifest: Arc<Manifest>,
     /// Guards only the map; never held across I/O.
     renditions: Mutex<HashMap<String, RenditionState>>,
+    /// The version flag of the asset when this content was made (see
+    /// `Materializer::versions`): renditions fetched later for it carry the same flag.
+    superseded: Arc<AtomicBool>,
     /// Served without caching (larger than the whole cache): its files are temporary.
     uncached: bool,
     /// Temporary files removed when the content is dropped (for uncached assets; open
@@ -71,8 +82,15 @@ impl AssetContent {
         manifest: Arc<Manifest>,
         renditions: HashMap<String, RenditionState>,
         uncached: bool,
+        superseded: Arc<AtomicBool>,
     ) -> AssetContent {
-        AssetContent { manifest, renditions: Mutex::new(renditions), uncached, temps: Mutex::new(Vec::new()) }
+        AssetContent {
+            manifest,
+            renditions: Mutex::new(renditions),
+            superseded,
+            uncached,
+            temps: Mutex::new(Vec::new()),
+        }
     }
 
     /// The state of one rendition.
@@ -80,11 +98,17 @@ impl AssetContent {
         self.renditions.lock().get(name).cloned()
     }
 
-    fn complete(&self, name: &str, fetched: &transfer::Fetched) {
-        self.renditions.lock().insert(
-            name.to_string(),
-            RenditionState::Complete { path: fetched.path.clone(), size: fetched.size },
-        );
+    /// Records a finished transfer of `name`; a temporary file (not cached) is removed
+    /// with the content.
+    fn complete(&self, name: &str, fetched: &transfer::Fetched) -> RenditionState {
+        let mut temps = self.temps.lock();
+        if !fetched.cached && !temps.contains(&fetched.path) {
+            temps.push(fetched.path.clone());
+        }
+        drop(temps);
+        let state = RenditionState::Complete { path: fetched.path.clone(), size: fetched.size };
+        self.renditions.lock().insert(name.to_string(), state.clone());
+        state
     }
 }
 
@@ -141,6 +165,8 @@ pub struct Materializer<R> {
     contents: Mutex<HashMap<String, Arc<AssetContent>>>,
     manifest_flights: Arc<SingleFlight<String, Arc<Manifest>>>,
     content_flights: Arc<SingleFlight<String, Arc<AssetContent>>>,
+    /// Renditions left out of the first open, fetched when opened: by asset and name.
+    rendition_flights: Arc<SingleFlight<(String, String), RenditionState>>,
     /// Per asset with work in progress or content held: set (and removed) when a new
     /// version is announced, so that what the old version's work brings in is not kept.
     /// Guards the map only.
@@ -162,6 +188,7 @@ impl<R: Remote> Materializer<R> {
             contents: Mutex::new(HashMap::new()),
             manifest_flights: Arc::default(),
             content_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
+            rendition_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
             versions: Mutex::new(HashMap::new()),
             processing: Mutex::new(HashSet::new()),
         })
@@ -309,7 +336,8 @@ impl<R: Remote> Materializer<R> {
         self.cache.rendition(asset, "original").map(|r| r.size)
     }
 
-    /// Materializes `asset`: when this returns, every rendition is complete or in transfer.
+    /// Materializes `asset`: when this returns, every eager rendition (see
+    /// [`RenditionSelection`]) is complete or in transfer.
     pub async fn materialize(
         self: &Arc<Self>,
         asset: &str,
@@ -388,13 +416,19 @@ impl<R: Remote> Materializer<R> {
         let cached = self.cache.renditions(asset);
         let mut renditions = HashMap::new();
         for r in &manifest.renditions {
-            let listed = r.size.or(if r.name == "original" { manifest.meta.size } else { None });
             // A file whose length is not the listed one belongs to another version.
-            let c = cached.get(&r.name).filter(|c| listed.is_none_or(|s| s == c.size))?;
-            let path = self.cache.content_path(asset, &r.name);
-            renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
+            let listed = manifest.listed_size(r);
+            match cached.get(&r.name).filter(|c| listed.is_none_or(|s| s == c.size)) {
+                Some(c) => {
+                    let path = self.cache.content_path(asset, &r.name);
+                    renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
+                }
+                None if self.config.renditions.eager(&r.name) => return None,
+                // Left out of the first open: fetched when opened.
+                None => {}
+            }
         }
-        let content = Arc::new(AssetContent::new(manifest, renditions, false));
+        let content = Arc::new(AssetContent::new(manifest, renditions, false, self.version(asset)));
         self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
         self.cache.touch(asset);
         Some(content)
@@ -405,9 +439,9 @@ impl<R: Remote> Materializer<R> {
         // The flight bounds each remote step; the manifest wait gets the same budget.
         let manifest = self.manifest(asset, self.config.step.deadline()).await?;
         let _pin = PinGuard::new(&self.cache, asset);
-        let size_of =
-            |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.meta.size } else { None });
-        let whole = manifest.renditions.iter().filter_map(size_of).fold(0u64, u64::saturating_add);
+        let eager: Vec<&RenditionEntry> =
+            manifest.renditions.iter().filter(|r| self.config.renditions.eager(&r.name)).collect();
+        let whole = eager.iter().filter_map(|r| manifest.listed_size(r)).fold(0u64, u64::saturating_add);
         let cap = self.cache.cap();
         let uncached = cap.is_some_and(|cap| whole > cap);
         if uncached {
@@ -419,37 +453,24 @@ impl<R: Remote> Materializer<R> {
         let mut states = HashMap::new();
         let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
         let mut need = 0u64;
-        for r in &manifest.renditions {
+        for r in eager {
             // A file whose length is not the listed one belongs to another version.
-            if let Some(c) = cached.get(&r.name).filter(|c| size_of(r).is_none_or(|s| s == c.size)) {
+            let size = manifest.listed_size(r);
+            if let Some(c) = cached.get(&r.name).filter(|c| size.is_none_or(|s| s == c.size)) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
                 continue;
             }
-            let size = size_of(r);
-            let job = Job {
-                asset: asset.to_string(),
-                rendition: r.name.clone(),
-                sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
-                expected: size,
-                step: self.config.step,
-                keep: !uncached,
-                superseded: Arc::clone(&version),
-            };
+            let job = self.job(&manifest, r, !uncached, &version);
             need = need.saturating_add(size.unwrap_or(0));
-            if size.is_some_and(|s| s > self.config.async_threshold) {
+            if self.in_background(&job) {
                 async_jobs.push(job);
             } else {
                 sync_jobs.push(job);
             }
         }
-        if !uncached && need > 0 {
-            // Eviction deletes files: off the runtime's workers.
-            let cache = Arc::clone(&self.cache);
-            let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
-            if !fits {
-                log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
-            }
+        if !uncached {
+            self.make_room(asset, need).await;
         }
 
         let results = futures_util::stream::iter(sync_jobs)
@@ -469,15 +490,17 @@ impl<R: Remote> Materializer<R> {
             .buffer_unordered(RENDITION_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
-        let content = Arc::new(AssetContent::new(Arc::clone(&manifest), HashMap::new(), uncached));
+        let content = Arc::new(AssetContent::new(
+            Arc::clone(&manifest),
+            HashMap::new(),
+            uncached,
+            Arc::clone(&version),
+        ));
         let mut failure = None;
         for result in results {
             match result {
                 Ok((name, fetched)) => {
-                    if !fetched.cached {
-                        content.temps.lock().push(fetched.path.clone());
-                    }
-                    states.insert(name, RenditionState::Complete { path: fetched.path, size: fetched.size });
+                    content.complete(&name, &fetched);
                 }
                 Err(e) => failure = failure.or(Some(e)),
             }
@@ -493,6 +516,38 @@ impl<R: Remote> Materializer<R> {
             self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
         }
         Ok(content)
+    }
+
+    /// The transfer of rendition `r` of the asset of `manifest`, kept in the cache if `keep`,
+    /// for the version of `superseded`.
+    fn job(&self, manifest: &Manifest, r: &RenditionEntry, keep: bool, superseded: &Arc<AtomicBool>) -> Job {
+        Job {
+            asset: manifest.path.clone(),
+            rendition: r.name.clone(),
+            sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
+            expected: manifest.listed_size(r),
+            step: self.config.step,
+            keep,
+            superseded: Arc::clone(superseded),
+        }
+    }
+
+    /// Whether `job` is transferred in the background (listed larger than the threshold).
+    fn in_background(&self, job: &Job) -> bool {
+        job.expected.is_some_and(|s| s > self.config.async_threshold)
+    }
+
+    /// Evicts until `need` more bytes of `asset` fit, if they can.
+    async fn make_room(&self, asset: &str, need: u64) {
+        if need == 0 {
+            return;
+        }
+        // Eviction deletes files: off the runtime's workers.
+        let cache = Arc::clone(&self.cache);
+        let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
+        if !fits {
+            log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
+        }
     }
 
     /// Starts a transfer that continues after the opener has its answer.
@@ -516,9 +571,6 @@ impl<R: Remote> Materializer<R> {
             let _pin = pin;
             match work.await {
                 Ok(fetched) => {
-                    if !fetched.cached && !content.uncached {
-                        content.temps.lock().push(fetched.path.clone());
-                    }
                     content.complete(&name, &fetched);
                 }
                 Err(e) => {
