@@ -165,8 +165,9 @@ pub struct Materializer<R> {
     contents: Mutex<HashMap<String, Arc<AssetContent>>>,
     manifest_flights: Arc<SingleFlight<String, Arc<Manifest>>>,
     content_flights: Arc<SingleFlight<String, Arc<AssetContent>>>,
-    /// Renditions left out of the first open, fetched when opened: by asset and name.
-    rendition_flights: Arc<SingleFlight<(String, String), RenditionState>>,
+    /// Renditions left out of the first open, fetched when opened: by asset, name and the
+    /// content (its address) they are fetched for.
+    rendition_flights: Arc<SingleFlight<(String, String, usize), RenditionState>>,
     /// Per asset with work in progress or content held: set (and removed) when a new
     /// version is announced, so that what the old version's work brings in is not kept.
     /// Guards the map only.

@@ -86,7 +86,9 @@ impl<R: Remote> Materializer<R> {
         if !content.manifest.renditions.iter().any(|r| r.name == rendition) {
             return Err(FsError::NotFound);
         }
-        let key = (asset.clone(), rendition.to_string());
+        // Keyed by the content too: an opener of a newer version never joins the fetch for
+        // an older one.
+        let key = (asset.clone(), rendition.to_string(), Arc::as_ptr(content) as usize);
         let what = format!("{asset} rendition {rendition}");
         self.rendition_flights
             .run(key, deadline, &what, || {
@@ -108,9 +110,12 @@ impl<R: Remote> Materializer<R> {
         let manifest = Arc::clone(&content.manifest);
         let entry = manifest.renditions.iter().find(|r| r.name == name).ok_or(FsError::NotFound)?;
         let asset = manifest.path.as_str();
-        let job = self.job(&manifest, entry, !content.uncached, &content.superseded);
+        // One rendition larger than the whole cache is served from its temporary file, as an
+        // asset larger than the whole cache is.
+        let fits = self.cache.cap().is_none_or(|cap| manifest.listed_size(entry).is_none_or(|s| s <= cap));
+        let job = self.job(&manifest, entry, !content.uncached && fits, &content.superseded);
         let _pin = PinGuard::new(&self.cache, asset);
-        if !content.uncached {
+        if job.keep {
             self.make_room(asset, job.expected.unwrap_or(0)).await;
         }
         if self.in_background(&job) {
