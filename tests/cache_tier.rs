@@ -2,7 +2,9 @@
 //! shipped, with its CHANGE values set for the test) in front of `damfs serve`, three damfs
 //! mounts through it, each with its own cache, reading the same 50 assets and all their
 //! renditions at once. The origin must see each URL, binaries and JSON alike, once; the tier
-//! refuses clients that do not authenticate to it, and holds the origin's credentials itself.
+//! refuses clients that do not authenticate to it, and holds the origin's credentials itself;
+//! an expired entry is revalidated (If-Modified-Since for binaries, If-None-Match for JSON)
+//! and costs the origin a 304.
 
 mod common;
 
@@ -24,7 +26,14 @@ const READ_ALL: Duration = Duration::from_secs(120);
 
 /// The shipped configuration with the test's values in place of its CHANGE values; each
 /// replaced text must be in the file, so the test follows it as it changes.
-fn tier_config(port: u16, origin: &str, cache: &Path, htpasswd: &Path, origin_basic: &str) -> String {
+fn tier_config(
+    port: u16,
+    origin: &str,
+    cache: &Path,
+    htpasswd: &Path,
+    origin_basic: &str,
+    validity: &str,
+) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/nginx-cache-tier.conf");
     let mut conf = std::fs::read_to_string(path).expect("contrib/nginx-cache-tier.conf");
     let replacements = [
@@ -33,6 +42,7 @@ fn tier_config(port: u16, origin: &str, cache: &Path, htpasswd: &Path, origin_ba
         ("/etc/nginx/damfs.htpasswd", htpasswd.display().to_string()),
         ("https://dam.example.com", origin.to_string()),
         ("c3ZjLWRhbTpDSEFOR0UtTUU=", origin_basic.to_string()),
+        ("proxy_cache_valid 200 1m;", format!("proxy_cache_valid 200 {validity};")),
         // The test's origin speaks plain HTTP.
         ("proxy_ssl_verify on;", "proxy_ssl_verify off;".to_string()),
         ("proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;", String::new()),
@@ -55,7 +65,8 @@ struct Tier {
 }
 
 impl Tier {
-    fn start(mounts: usize) -> Tier {
+    /// `mounts` mounts through a tier that keeps answers fresh for `validity`.
+    fn start(mounts: usize, validity: &str) -> Tier {
         let (tmp, dam) = common::dam_dir();
         for i in 0..ASSETS {
             common::write_png(&dam.join(format!("asset-{i:02}.png")), 40 + (i as u32 % 7), 30, i as u32);
@@ -72,7 +83,7 @@ impl Tier {
         let origin_basic = base64::engine::general_purpose::STANDARD.encode("svc-dam:origin-secret");
         let cache = tmp.path().join("tier-cache");
         let nginx = Nginx::start_http(&tmp.path().join("nginx"), |port| {
-            tier_config(port, &origin.url(), &cache, &htpasswd, &origin_basic)
+            tier_config(port, &origin.url(), &cache, &htpasswd, &origin_basic, validity)
         });
         let url = format!("http://127.0.0.1:{}", nginx.port);
         let password = password.display().to_string();
@@ -106,7 +117,7 @@ fn read_everything(mount: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn three_mounts_behind_one_tier_cost_the_origin_one_get_per_url() {
-    let tier = Tier::start(3);
+    let tier = Tier::start(3, "1m");
     let readers: Vec<_> = tier
         .mounts
         .iter()
@@ -146,7 +157,7 @@ fn three_mounts_behind_one_tier_cost_the_origin_one_get_per_url() {
 
 #[test]
 fn the_tier_refuses_clients_that_do_not_authenticate_to_it() {
-    let tier = Tier::start(0);
+    let tier = Tier::start(0, "1m");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", tier.nginx.port).parse().unwrap();
     let path = "/content/dam/asset-00.png";
     assert_eq!(common::raw_request(addr, "GET", path, &[]).status, 401);
@@ -167,4 +178,34 @@ fn the_tier_refuses_clients_that_do_not_authenticate_to_it() {
     let reached: Vec<_> =
         tier.origin.catalog().requests().iter().map(|r| (r.method.clone(), r.status)).collect();
     assert_eq!(reached, [("GET".to_string(), 200)], "only the authenticated GET reached the origin");
+}
+
+#[test]
+fn an_expired_entry_costs_the_origin_a_304_not_the_bytes() {
+    let tier = Tier::start(0, "1s");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", tier.nginx.port).parse().unwrap();
+    let creds =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("site-farm:tier-secret"));
+    let binary = "/content/dam/asset-01.png";
+    let json = "/content/dam/asset-01.png/jcr:content/metadata.json";
+    let get = |path: &str| common::raw_request(addr, "GET", path, &[("Authorization", &creds)]);
+    let (first_binary, first_json) = (get(binary), get(json));
+    assert_eq!((first_binary.status, first_json.status), (200, 200));
+    std::thread::sleep(Duration::from_millis(2100));
+    // Stale entries are served at once and revalidated in the background.
+    assert_eq!(get(binary).body, first_binary.body);
+    assert_eq!(get(json).body, first_json.body);
+    let catalog = tier.origin.catalog();
+    let seen = |path: &str| -> Vec<(u16, u64)> {
+        catalog.requests().iter().filter(|r| r.path == path).map(|r| (r.status, r.bytes)).collect()
+    };
+    let revalidated = common::mount::wait_until(Duration::from_secs(10), || {
+        seen(binary).len() == 2 && seen(json).len() == 2
+    });
+    assert!(revalidated, "no revalidation reached the origin: {:?}", catalog.requests());
+    for path in [binary, json] {
+        let answers = seen(path);
+        assert_eq!(answers[0].0, 200, "{path}");
+        assert_eq!(answers[1], (304, 0), "{path}: the revalidation cost more than a 304");
+    }
 }
