@@ -123,3 +123,24 @@ fn a_list_without_the_original_is_refused_naming_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--renditions") && err.contains("original"), "{err}");
 }
+
+#[test]
+fn prefetch_fetches_what_a_first_open_would() {
+    let (_tmp, dam) = dam();
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &["--renditions", "original,cq5dam.web.*"]);
+    let said = damfs::stats::read_xattr(&mount.mountpoint, "user.damfs.renditions").unwrap();
+    assert_eq!(String::from_utf8(said).unwrap(), "original,cq5dam.web.*");
+    let mountpoint = mount.mountpoint.clone();
+    let out = within(Duration::from_secs(60), "damfs prefetch", move || {
+        std::process::Command::new(common::mount::damfs_bin())
+            .args(["prefetch", "--recursive"])
+            .arg(&mountpoint)
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["a.jpg", "b.jpg"] {
+        assert_eq!(binary_gets(&server, name), counts(&[("original", 1), (WEB, 1)]), "{name}");
+    }
+}

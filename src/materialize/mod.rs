@@ -253,6 +253,11 @@ impl<R: Remote> Materializer<R> {
         }
     }
 
+    /// The renditions the first open of an asset fetches.
+    pub fn selection(&self) -> &RenditionSelection {
+        &self.config.renditions
+    }
+
     /// Keeps `asset` from eviction until the guard is dropped (an open file of it).
     pub fn pin(&self, asset: &str) -> PinGuard {
         PinGuard::new(&self.cache, asset)

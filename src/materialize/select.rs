@@ -3,6 +3,10 @@
 //! one rule for renditions that are never fetched eagerly (text and metadata). The others
 //! are fetched when they are opened themselves.
 
+/// The extended attribute of a mount's root that names its selection (as [`RenditionSelection::parse`]
+/// reads it), so that `damfs prefetch` fetches what a first open would.
+pub const XATTR: &str = "user.damfs.renditions";
+
 /// The renditions materialized at the first open of an asset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenditionSelection {
@@ -54,6 +58,16 @@ impl RenditionSelection {
     /// text or metadata rendition.
     pub fn eager(&self, name: &str) -> bool {
         name == "original" || (self.selects(name) && !never_eager(name))
+    }
+}
+
+/// `all`, or the patterns separated by commas: what [`RenditionSelection::parse`] reads back.
+impl std::fmt::Display for RenditionSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.patterns {
+            None => f.write_str("all"),
+            Some(patterns) => f.write_str(&patterns.join(",")),
+        }
     }
 }
 
@@ -139,6 +153,9 @@ mod tests {
         assert!(RenditionSelection::parse("cq5dam.web.*").unwrap_err().contains("leaves out original"));
         assert!(RenditionSelection::parse("original,,x").is_err());
         assert!(RenditionSelection::parse("original,a/b").is_err());
+        for text in ["all", "original,cq5dam.web.*"] {
+            assert_eq!(RenditionSelection::parse(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]
