@@ -29,8 +29,28 @@ pub use manifest::{Manifest, RenditionEntry, TagRef};
 pub use select::RenditionSelection;
 use transfer::{Job, Transfer};
 
-/// Most renditions of one asset downloaded at once.
-const RENDITION_CONCURRENCY: usize = 4;
+/// Most renditions of one asset downloaded at once: enough for AEM's standard set (the
+/// original, three thumbnails, the web rendition) in one round.
+const RENDITION_CONCURRENCY: usize = 8;
+
+/// The original of an asset whose manifest is not known, asked for beside its metadata
+/// (its URL does not depend on them): the transfer, its work running on a task, and where
+/// its expected SHA-1 is told once the metadata is in.
+struct EarlyOriginal {
+    transfer: Arc<Transfer>,
+    work: tokio::task::JoinHandle<FsResult<transfer::Fetched>>,
+    sha1: tokio::sync::watch::Sender<Option<transfer::Told>>,
+}
+
+impl EarlyOriginal {
+    /// Its result, once its work ends.
+    async fn finish(self) -> FsResult<transfer::Fetched> {
+        let EarlyOriginal { work, sha1, .. } = self;
+        // Kept until the work ends: dropping it fails the check it waits on.
+        let _told = sha1;
+        work.await.map_err(|e| FsError::Internal(format!("transfer of an original: {e}")))?
+    }
+}
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -442,8 +462,17 @@ impl<R: Remote> Materializer<R> {
 
     async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
         let version = self.version(asset);
+        let mut early = self.early_original(asset, &version).await;
         // The flight bounds each remote step; the manifest wait gets the same budget.
-        let manifest = self.manifest(asset, self.config.step.deadline()).await?;
+        let manifest = match self.manifest(asset, self.config.step.deadline()).await {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(early) = early {
+                    early.work.abort();
+                }
+                return Err(e);
+            }
+        };
         let _pin = PinGuard::new(&self.cache, asset);
         let eager: Vec<&RenditionEntry> =
             manifest.renditions.iter().filter(|r| self.config.renditions.eager(&r.name)).collect();
@@ -455,9 +484,22 @@ impl<R: Remote> Materializer<R> {
                 "{asset}: {whole} bytes is more than the whole cache ({cap:?}): served without caching"
             );
         }
+        if let Some(early) = &early {
+            early.sha1.send_replace(Some(transfer::Told {
+                sha1: manifest.meta.sha1.clone(),
+                size: manifest
+                    .renditions
+                    .iter()
+                    .find(|r| r.name == "original")
+                    .and_then(|r| r.size)
+                    .or(manifest.meta.size),
+                keep: !uncached,
+            }));
+        }
         let cached = if uncached { HashMap::new() } else { self.cache.renditions(asset) };
         let mut states = HashMap::new();
         let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
+        let (mut early_sync, mut early_async) = (None, None);
         let mut need = 0u64;
         for r in eager {
             // A file whose length is not the listed one belongs to another version.
@@ -465,6 +507,19 @@ impl<R: Remote> Materializer<R> {
             if let Some(c) = cached.get(&r.name).filter(|c| size.is_none_or(|s| s == c.size)) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
+                continue;
+            }
+            if r.name == "original"
+                && let Some(early) = early.take()
+            {
+                let large =
+                    size.or(early.transfer.progress().total).is_some_and(|s| s > self.config.async_threshold);
+                if large {
+                    early_async = Some(early)
+                } else {
+                    early_sync = Some(early)
+                }
+                need = need.saturating_add(size.unwrap_or(0));
                 continue;
             }
             let job = self.job(&manifest, r, !uncached, &version);
@@ -479,20 +534,27 @@ impl<R: Remote> Materializer<R> {
             self.make_room(asset, need).await;
         }
 
-        let results = futures_util::stream::iter(sync_jobs)
-            .map(|job| {
-                let this = Arc::clone(&self);
-                async move {
-                    let (_, work) = transfer::start(
-                        Arc::clone(&this.remote),
-                        Arc::clone(&this.cache),
-                        Arc::clone(&this.stats),
-                        job.clone(),
-                    )
-                    .await?;
-                    work.await.map(|f| (job.rendition, f))
-                }
-            })
+        let mut transfers: Vec<
+            futures_util::future::BoxFuture<'static, FsResult<(String, transfer::Fetched)>>,
+        > = Vec::new();
+        if let Some(early) = early_sync {
+            transfers
+                .push(Box::pin(async move { early.finish().await.map(|f| ("original".to_string(), f)) }));
+        }
+        for job in sync_jobs {
+            let this = Arc::clone(&self);
+            transfers.push(Box::pin(async move {
+                let (_, work) = transfer::start(
+                    Arc::clone(&this.remote),
+                    Arc::clone(&this.cache),
+                    Arc::clone(&this.stats),
+                    job.clone(),
+                )
+                .await?;
+                work.await.map(|f| (job.rendition, f))
+            }));
+        }
+        let results = futures_util::stream::iter(transfers)
             .buffer_unordered(RENDITION_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
@@ -515,6 +577,10 @@ impl<R: Remote> Materializer<R> {
             return Err(e);
         }
         content.renditions.lock().extend(states);
+        if let Some(early) = early_async {
+            let transfer = Arc::clone(&early.transfer);
+            self.follow_background(asset, &content, "original".into(), transfer, early.finish());
+        }
         for job in async_jobs {
             self.start_background(asset, &content, job).await?;
         }
@@ -531,6 +597,7 @@ impl<R: Remote> Materializer<R> {
             asset: manifest.path.clone(),
             rendition: r.name.clone(),
             sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
+            sha1_later: None,
             expected: manifest.listed_size(r),
             step: self.config.step,
             keep,
@@ -567,6 +634,50 @@ impl<R: Remote> Materializer<R> {
         let (t, work) =
             transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
                 .await?;
+        self.follow_background(asset, content, name, t, work);
+        Ok(())
+    }
+
+    /// Starts the original's transfer before its manifest is known, when neither the
+    /// manifest nor the original is in the cache (a cold open). Its SHA-1 is checked once
+    /// the metadata tells it. None when the transfer cannot start (the open then fetches
+    /// the original the ordinary way).
+    async fn early_original(
+        self: &Arc<Self>,
+        asset: &str,
+        version: &Arc<AtomicBool>,
+    ) -> Option<EarlyOriginal> {
+        if self.stored_manifest(asset).await.is_some() || self.cache.rendition(asset, "original").is_some() {
+            return None;
+        }
+        let (sha1, told) = tokio::sync::watch::channel(None);
+        let job = Job {
+            asset: asset.to_string(),
+            rendition: "original".into(),
+            sha1: None,
+            sha1_later: Some(told),
+            expected: None,
+            step: self.config.step,
+            keep: true,
+            superseded: Arc::clone(version),
+        };
+        let (transfer, work) =
+            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
+                .await
+                .ok()?;
+        Some(EarlyOriginal { transfer, work: tokio::spawn(work), sha1 })
+    }
+
+    /// Makes `t` the state of rendition `name` of `content` until `work` ends, and then its
+    /// result: complete, or forgotten so that the next open starts a new transfer.
+    fn follow_background(
+        self: &Arc<Self>,
+        asset: &str,
+        content: &Arc<AssetContent>,
+        name: String,
+        t: Arc<Transfer>,
+        work: impl std::future::Future<Output = FsResult<transfer::Fetched>> + Send + 'static,
+    ) {
         if content.uncached {
             content.temps.lock().push(t.temp.clone());
         }
@@ -586,6 +697,5 @@ impl<R: Remote> Materializer<R> {
                 }
             }
         });
-        Ok(())
     }
 }
