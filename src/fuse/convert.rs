@@ -7,7 +7,10 @@ use fuser::{Errno, FileAttr, FileType, INodeNo, ReplyXattr};
 
 use crate::error::{FsError, FsResult};
 use crate::stats::Stats;
-use crate::vfs::{Attr, Kind};
+use std::time::{Duration, SystemTime};
+
+use crate::remote::Remote;
+use crate::vfs::{Attr, DirItem, Entry, Kind, Vfs};
 
 pub(super) fn fuse_attr(attr: &Attr, uid: u32, gid: u32) -> FileAttr {
     let (kind, nlink) = match attr.kind {
@@ -65,5 +68,36 @@ pub(super) fn reply_xattr(reply: ReplyXattr, size: u32, result: FsResult<Vec<u8>
         }
         Ok(value) => reply.data(&value),
         Err(err) => reply.error(errno(stats, "xattr", err)),
+    }
+}
+
+/// Sends a directory's entries from `offset` on, `.` and `..` first, to `add` (a READDIR or a
+/// READDIRPLUS reply) until it says the reply is full. `add` gets the offset of the entry
+/// after this one, its name and its attributes. Costs only the entries sent.
+pub(super) fn fill_dir<R: Remote>(
+    vfs: &Vfs<R>,
+    ino: u64,
+    items: &[DirItem],
+    offset: u64,
+    mut add: impl FnMut(u64, &str, &Entry) -> bool,
+) {
+    let dir = |ino| Entry {
+        attr: Attr { ino, kind: Kind::Dir, size: 0, mtime: SystemTime::UNIX_EPOCH, perm: 0o555 },
+        ttl: Duration::ZERO,
+    };
+    let mut at = offset;
+    while at < 2 {
+        let (name, entry) = if at == 0 { (".", dir(ino)) } else { ("..", dir(vfs.parent_ino(ino))) };
+        at += 1;
+        if add(at, name, &entry) {
+            return;
+        }
+    }
+    let start = usize::try_from(at - 2).unwrap_or(usize::MAX);
+    for item in items.iter().skip(start) {
+        at += 1;
+        if add(at, &item.name, &item.entry) {
+            return;
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -24,13 +24,13 @@ mod dispatch;
 mod io_mode;
 pub mod session;
 
-use convert::{errno, fuse_attr, name_str, reply_xattr};
+use convert::{errno, fill_dir, fuse_attr, name_str, reply_xattr};
 use io_mode::{IoModes, reply_open};
 
 use crate::error::FsError;
 use crate::remote::Remote;
 use crate::stats::Stats;
-use crate::vfs::{Attr, DirItem, Entry, Kind, Vfs};
+use crate::vfs::Vfs;
 
 /// The filesystem handed to fuser.
 pub struct DamFs<R: Remote> {
@@ -446,36 +446,5 @@ impl<R: Remote> Filesystem for DamFs<R> {
     ) {
         self.count("ioctl");
         reply.error(self.refuse(Errno::ENOTTY));
-    }
-}
-
-/// Sends a directory's entries from `offset` on, `.` and `..` first, to `add` (a READDIR or a
-/// READDIRPLUS reply) until it says the reply is full. `add` gets the offset of the entry
-/// after this one, its name and its attributes. Costs only the entries sent.
-fn fill_dir<R: Remote>(
-    vfs: &Vfs<R>,
-    ino: u64,
-    items: &[DirItem],
-    offset: u64,
-    mut add: impl FnMut(u64, &str, &Entry) -> bool,
-) {
-    let dir = |ino| Entry {
-        attr: Attr { ino, kind: Kind::Dir, size: 0, mtime: SystemTime::UNIX_EPOCH, perm: 0o555 },
-        ttl: Duration::ZERO,
-    };
-    let mut at = offset;
-    while at < 2 {
-        let (name, entry) = if at == 0 { (".", dir(ino)) } else { ("..", dir(vfs.parent_ino(ino))) };
-        at += 1;
-        if add(at, name, &entry) {
-            return;
-        }
-    }
-    let start = usize::try_from(at - 2).unwrap_or(usize::MAX);
-    for item in items.iter().skip(start) {
-        at += 1;
-        if add(at, &item.name, &item.entry) {
-            return;
-        }
     }
 }

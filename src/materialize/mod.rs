@@ -6,13 +6,15 @@
 //! remote step is bounded by the fetch timeout; a failure leaves nothing half-made and is
 //! not remembered.
 
+mod content;
+mod jobs;
 pub mod manifest;
 mod open;
 pub mod select;
 pub mod transfer;
+mod versions;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,32 +27,13 @@ use crate::error::{FsError, FsResult};
 use crate::flight::{Abandoned, SingleFlight};
 use crate::remote::Remote;
 use crate::stats::Stats;
+pub use content::{AssetContent, OpenRendition, PinGuard, RenditionState};
 pub use manifest::{Manifest, RenditionEntry, TagRef};
 pub use select::RenditionSelection;
-use transfer::{Job, Transfer};
 
 /// Most renditions of one asset downloaded at once: enough for AEM's standard set (the
 /// original, three thumbnails, the web rendition) in one round.
 const RENDITION_CONCURRENCY: usize = 8;
-
-/// The original of an asset whose manifest is not known, asked for beside its metadata
-/// (its URL does not depend on them): the transfer, its work running on a task, and where
-/// its expected SHA-1 is told once the metadata is in.
-struct EarlyOriginal {
-    transfer: Arc<Transfer>,
-    work: tokio::task::JoinHandle<FsResult<transfer::Fetched>>,
-    sha1: tokio::sync::watch::Sender<Option<transfer::Told>>,
-}
-
-impl EarlyOriginal {
-    /// Its result, once its work ends.
-    async fn finish(self) -> FsResult<transfer::Fetched> {
-        let EarlyOriginal { work, sha1, .. } = self;
-        // Kept until the work ends: dropping it fails the check it waits on.
-        let _told = sha1;
-        work.await.map_err(|e| FsError::Internal(format!("transfer of an original: {e}")))?
-    }
-}
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -61,114 +44,6 @@ pub struct MaterializeConfig {
     pub async_threshold: u64,
     /// The renditions fetched at the first open of an asset.
     pub renditions: RenditionSelection,
-}
-
-/// Where one rendition's bytes are.
-#[derive(Debug, Clone)]
-pub enum RenditionState {
-    /// Complete in the cache (or, for an asset larger than the whole cache, in a temporary
-    /// file that lives as long as the content).
-    Complete {
-        /// The content file.
-        path: std::path::PathBuf,
-        /// Its length.
-        size: u64,
-    },
-    /// Arriving in the background.
-    InFlight(Arc<Transfer>),
-}
-
-/// The materialized (or materializing) content of one asset: every eager rendition is
-/// complete or in flight; a rendition left out of the selection is in the map only once it
-/// has been opened (until then it is neither, and its size is the manifest's listed one).
-#[derive(Debug)]
-pub struct AssetContent {
-    /// Its manifest.
-    pub manifest: Arc<Manifest>,
-    /// Guards only the map; never held across I/O.
-    renditions: Mutex<HashMap<String, RenditionState>>,
-    /// The version flag of the asset when this content was made (see
-    /// `Materializer::versions`): renditions fetched later for it carry the same flag.
-    superseded: Arc<AtomicBool>,
-    /// Served without caching (larger than the whole cache): its files are temporary.
-    uncached: bool,
-    /// Temporary files removed when the content is dropped (for uncached assets; open
-    /// descriptors keep their bytes readable after that).
-    temps: Mutex<Vec<std::path::PathBuf>>,
-}
-
-impl AssetContent {
-    fn new(
-        manifest: Arc<Manifest>,
-        renditions: HashMap<String, RenditionState>,
-        uncached: bool,
-        superseded: Arc<AtomicBool>,
-    ) -> AssetContent {
-        AssetContent {
-            manifest,
-            renditions: Mutex::new(renditions),
-            superseded,
-            uncached,
-            temps: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The state of one rendition.
-    pub fn rendition(&self, name: &str) -> Option<RenditionState> {
-        self.renditions.lock().get(name).cloned()
-    }
-
-    /// Records a finished transfer of `name`; a temporary file (not cached) is removed
-    /// with the content.
-    fn complete(&self, name: &str, fetched: &transfer::Fetched) -> RenditionState {
-        let mut temps = self.temps.lock();
-        if !fetched.cached && !temps.contains(&fetched.path) {
-            temps.push(fetched.path.clone());
-        }
-        drop(temps);
-        let state = RenditionState::Complete { path: fetched.path.clone(), size: fetched.size };
-        self.renditions.lock().insert(name.to_string(), state.clone());
-        state
-    }
-}
-
-impl Drop for AssetContent {
-    fn drop(&mut self) {
-        for path in self.temps.get_mut().drain(..) {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Keeps an asset from eviction while it lives.
-#[derive(Debug)]
-pub struct PinGuard {
-    cache: Arc<Cache>,
-    asset: String,
-}
-
-impl PinGuard {
-    fn new(cache: &Arc<Cache>, asset: &str) -> PinGuard {
-        cache.pin(asset);
-        PinGuard { cache: Arc::clone(cache), asset: asset.to_string() }
-    }
-}
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        self.cache.unpin(&self.asset);
-    }
-}
-
-/// An open rendition: the file to read, and the transfer to wait on if it is still arriving.
-#[derive(Debug)]
-pub struct OpenRendition {
-    /// The file (content file, or the temporary file of a transfer in progress).
-    pub file: File,
-    /// Its length when known.
-    pub size: Option<u64>,
-    /// The transfer to wait on before reading past what it has written.
-    pub transfer: Option<Arc<Transfer>>,
 }
 
 /// Turns assets into local bytes.
@@ -213,40 +88,6 @@ impl<R: Remote> Materializer<R> {
             versions: Mutex::new(HashMap::new()),
             processing: Mutex::new(HashSet::new()),
         })
-    }
-
-    /// The flag of the version of `asset` being worked on (see `versions`).
-    fn version(&self, asset: &str) -> Arc<AtomicBool> {
-        Arc::clone(self.versions.lock().entry(asset.to_string()).or_default())
-    }
-
-    /// Notes whether the remote is still making `asset`'s renditions (the listing's
-    /// `dam:assetState`): a manifest fetched meanwhile is provisional.
-    pub fn set_processing(&self, asset: &str, processing: bool) {
-        let mut set = self.processing.lock();
-        if processing {
-            set.insert(asset.to_string());
-        } else {
-            set.remove(asset);
-        }
-    }
-
-    /// Forgets everything known of `asset` because the remote has a new version of it (or
-    /// no longer has it): its manifest and content, in memory and in the cache. Open files
-    /// keep reading the version they opened (their descriptors hold its bytes), transfers
-    /// of the old version finish for their readers but never enter the cache, and the next
-    /// open materializes the new version. Returns the old manifest, if one was known.
-    /// Removes files: call it off the runtime's workers.
-    pub fn invalidate(&self, asset: &str) -> Option<Arc<Manifest>> {
-        if let Some(flag) = self.versions.lock().remove(asset) {
-            flag.store(true, Ordering::SeqCst);
-        }
-        let content = self.contents.lock().remove(asset);
-        let manifest =
-            self.manifests.lock().remove(asset).or_else(|| content.as_ref().map(|c| Arc::clone(&c.manifest)));
-        drop(content);
-        self.cache.drop_asset(asset);
-        manifest
     }
 
     /// The manifest of `asset` if it is known without the remote.
@@ -588,114 +429,5 @@ impl<R: Remote> Materializer<R> {
             self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
         }
         Ok(content)
-    }
-
-    /// The transfer of rendition `r` of the asset of `manifest`, kept in the cache if `keep`,
-    /// for the version of `superseded`.
-    fn job(&self, manifest: &Manifest, r: &RenditionEntry, keep: bool, superseded: &Arc<AtomicBool>) -> Job {
-        Job {
-            asset: manifest.path.clone(),
-            rendition: r.name.clone(),
-            sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
-            sha1_later: None,
-            expected: manifest.listed_size(r),
-            step: self.config.step,
-            keep,
-            superseded: Arc::clone(superseded),
-        }
-    }
-
-    /// Whether `job` is transferred in the background (listed larger than the threshold).
-    fn in_background(&self, job: &Job) -> bool {
-        job.expected.is_some_and(|s| s > self.config.async_threshold)
-    }
-
-    /// Evicts until `need` more bytes of `asset` fit, if they can.
-    async fn make_room(&self, asset: &str, need: u64) {
-        if need == 0 {
-            return;
-        }
-        // Eviction deletes files: off the runtime's workers.
-        let cache = Arc::clone(&self.cache);
-        let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
-        if !fits {
-            log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
-        }
-    }
-
-    /// Starts a transfer that continues after the opener has its answer.
-    async fn start_background(
-        self: &Arc<Self>,
-        asset: &str,
-        content: &Arc<AssetContent>,
-        job: Job,
-    ) -> FsResult<()> {
-        let name = job.rendition.clone();
-        let (t, work) =
-            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
-                .await?;
-        self.follow_background(asset, content, name, t, work);
-        Ok(())
-    }
-
-    /// Starts the original's transfer before its manifest is known, when neither the
-    /// manifest nor the original is in the cache (a cold open). Its SHA-1 is checked once
-    /// the metadata tells it. None when the transfer cannot start (the open then fetches
-    /// the original the ordinary way).
-    async fn early_original(
-        self: &Arc<Self>,
-        asset: &str,
-        version: &Arc<AtomicBool>,
-    ) -> Option<EarlyOriginal> {
-        if self.stored_manifest(asset).await.is_some() || self.cache.rendition(asset, "original").is_some() {
-            return None;
-        }
-        let (sha1, told) = tokio::sync::watch::channel(None);
-        let job = Job {
-            asset: asset.to_string(),
-            rendition: "original".into(),
-            sha1: None,
-            sha1_later: Some(told),
-            expected: None,
-            step: self.config.step,
-            keep: true,
-            superseded: Arc::clone(version),
-        };
-        let (transfer, work) =
-            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
-                .await
-                .ok()?;
-        Some(EarlyOriginal { transfer, work: tokio::spawn(work), sha1 })
-    }
-
-    /// Makes `t` the state of rendition `name` of `content` until `work` ends, and then its
-    /// result: complete, or forgotten so that the next open starts a new transfer.
-    fn follow_background(
-        self: &Arc<Self>,
-        asset: &str,
-        content: &Arc<AssetContent>,
-        name: String,
-        t: Arc<Transfer>,
-        work: impl std::future::Future<Output = FsResult<transfer::Fetched>> + Send + 'static,
-    ) {
-        if content.uncached {
-            content.temps.lock().push(t.temp.clone());
-        }
-        content.renditions.lock().insert(name.clone(), RenditionState::InFlight(t));
-        let (this, content, asset) = (Arc::clone(self), Arc::clone(content), asset.to_string());
-        let pin = PinGuard::new(&self.cache, &asset);
-        tokio::spawn(async move {
-            let _pin = pin;
-            match work.await {
-                Ok(fetched) => {
-                    content.complete(&name, &fetched);
-                }
-                Err(e) => {
-                    log::warn!("{asset}: background transfer of {name} failed: {e}");
-                    // The next open starts a new transfer.
-                    this.forget(&asset, &content);
-                }
-            }
-        });
     }
 }

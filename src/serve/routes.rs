@@ -28,6 +28,9 @@ use super::catalog::{Asset, Catalog, Entry, Folder, name_problem};
 use super::reply::{self, HttpError, HttpResult, blocking};
 use super::sling::{self, Node};
 use super::{querybuilder, siren};
+use resolve::{Last, Walk, index, is_dam, not_found, resolve_last, walk};
+
+mod resolve;
 
 /// What a handler needs to know of its request.
 pub(crate) struct Ctx<'a> {
@@ -121,74 +124,6 @@ async fn route(ctx: &Ctx<'_>, raw_path: &str) -> HttpResult<Response> {
         }
         _ => Err(HttpError::not_found(format!("not found: {raw_path}"))),
     }
-}
-
-fn is_dam(segment: &str) -> bool {
-    segment == "dam" || segment.starts_with("dam.")
-}
-
-fn index() -> Response {
-    let text = "damfs serve: a folder served as an AEM Assets DAM.\n\
-                Try /api/assets.json, /content/dam/<asset>/jcr:content/metadata.json,\n\
-                /bin/querybuilder.json?path=/content/dam&type=dam:Asset&fulltext=<words>\n";
-    reply::text(StatusCode::OK, text.to_string())
-}
-
-/// How the last segment of a Sling URL resolves among the names that exist.
-#[derive(Debug, PartialEq, Eq)]
-enum Last {
-    /// A node of exactly this name (a binary, when it stands for a file).
-    Exact(String),
-    /// `name[.depth].json`.
-    Json {
-        name: String,
-        depth: u32,
-    },
-    /// `name.selector.json` with a selector that is not a depth.
-    BadSelector(String),
-    Missing,
-}
-
-/// Sling's resolution of the last segment: the exact name, else the name without `.json`,
-/// else without `.json` and a depth selector.
-fn resolve_last(segment: &str, exists: impl Fn(&str) -> bool) -> Last {
-    if exists(segment) {
-        return Last::Exact(segment.to_string());
-    }
-    let Some(stem) = segment.strip_suffix(".json") else {
-        return Last::Missing;
-    };
-    if !stem.is_empty() && exists(stem) {
-        return Last::Json { name: stem.to_string(), depth: 0 };
-    }
-    match sling::split_selector(stem) {
-        Some((base, Ok(depth))) if exists(&base) => Last::Json { name: base, depth },
-        Some((base, Err(reason))) if exists(&base) => Last::BadSelector(reason),
-        _ => Last::Missing,
-    }
-}
-
-/// Where a run of segments leads from the root: through folders only, into an asset (at
-/// `index`), or nowhere.
-enum Walk {
-    Folders,
-    Asset { asset: Asset, index: usize },
-    Missing,
-}
-
-fn walk(catalog: &Catalog, segments: &[String]) -> std::io::Result<Walk> {
-    for index in 0..segments.len() {
-        match catalog.lookup(&segments[..=index])? {
-            Some(Entry::Folder(_)) => {}
-            Some(Entry::Asset(asset)) => return Ok(Walk::Asset { asset, index }),
-            None => return Ok(Walk::Missing),
-        }
-    }
-    Ok(Walk::Folders)
-}
-
-fn not_found(segments: &[String]) -> HttpError {
-    HttpError::not_found(format!("not found: /content/dam/{}", segments.join("/")))
 }
 
 // ---- Assets HTTP API ----
@@ -493,55 +428,4 @@ fn tags(ctx: &Ctx<'_>, root_name: &str, segments: &[String]) -> HttpResult<Respo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_decoded_after_splitting() {
-        assert_eq!(split_path("/").ok(), Some(vec![]));
-        assert_eq!(
-            split_path("/content/dam/Caf%C3%A9%20au%20lait.jpg").ok(),
-            Some(vec!["content".into(), "dam".into(), "Café au lait.jpg".into()])
-        );
-        assert_eq!(split_path("/a/a+b").ok(), Some(vec!["a".into(), "a+b".into()]));
-        for bad in ["/a/../b", "/a/%2e%2e/b", "/a/b%2Fc", "/a//b", "/a/b/", "/a/%5C", "/a/%00", "relative"] {
-            let err = split_path(bad).expect_err(bad);
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-        assert_eq!(split_path("/a/.hidden").expect_err("hidden").status, StatusCode::NOT_FOUND);
-        assert_eq!(split_path("/a/%2Ehidden").expect_err("hidden").status, StatusCode::NOT_FOUND);
-    }
-
-    #[test]
-    fn queries_decode_plus_as_space() {
-        let q = parse_query("p.properties=jcr:path+jcr:content/metadata/dam:size&path=/content/dam/a%20b&x")
-            .expect("valid");
-        assert_eq!(q[0], ("p.properties".into(), "jcr:path jcr:content/metadata/dam:size".into()));
-        assert_eq!(q[1], ("path".into(), "/content/dam/a b".into()));
-        assert_eq!(q[2], ("x".into(), "".into()));
-    }
-
-    #[test]
-    fn sling_resolution() {
-        use sling::INFINITY;
-        let names = ["a.jpg", "metadata", "cq5dam.thumbnail.48.48.png", "renditions"];
-        let exists = |n: &str| names.contains(&n);
-        assert_eq!(resolve_last("a.jpg", exists), Last::Exact("a.jpg".into()));
-        assert_eq!(resolve_last("a.jpg.json", exists), Last::Json { name: "a.jpg".into(), depth: 0 });
-        assert_eq!(
-            resolve_last("renditions.2.json", exists),
-            Last::Json { name: "renditions".into(), depth: 2 }
-        );
-        assert_eq!(
-            resolve_last("cq5dam.thumbnail.48.48.png.json", exists),
-            Last::Json { name: "cq5dam.thumbnail.48.48.png".into(), depth: 0 }
-        );
-        assert_eq!(
-            resolve_last("metadata.infinity.json", exists),
-            Last::Json { name: "metadata".into(), depth: INFINITY }
-        );
-        assert!(matches!(resolve_last("metadata.tidy.json", exists), Last::BadSelector(_)));
-        assert_eq!(resolve_last("nothing.json", exists), Last::Missing);
-        assert_eq!(resolve_last("nothing", exists), Last::Missing);
-    }
-}
+mod tests;
