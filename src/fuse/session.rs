@@ -50,6 +50,7 @@ impl<R: Remote> Session<R> {
         spec: &MountSpec,
         stopping: CancellationToken,
     ) -> anyhow::Result<Session<R>> {
+        raise_open_files();
         // SAFETY: geteuid/getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime, uid, gid, stopping);
@@ -83,6 +84,22 @@ impl<R: Remote> Session<R> {
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> std::io::Result<()> {
         self.inner.run()
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one: each open file and each
+/// kept passthrough backing file ([`super::io_mode::KEPT_IDLE`]) holds one, and the usual
+/// soft limit of 1,024 is below what a busy web server opens at once.
+fn raise_open_files() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::debug!("cannot raise the open-files limit: {}", std::io::Error::last_os_error());
+            }
+        }
     }
 }
 
