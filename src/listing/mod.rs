@@ -166,10 +166,10 @@ pub struct ListingConfig {
 /// request bounded by one step: 60 steps, five minutes with the default fetch timeout.
 const LISTING_CAP_STEPS: u32 = 60;
 
-/// Children of the listings held in memory, at most: about 15 MiB of names, formats and
-/// stamps, and far more than one folder a walk or a web server works in at a time. A
+/// Children of the listings held in memory, at most: about 8 MiB of names, formats and
+/// stamps, and more than the folders a walk or a web server works in at a time. A
 /// listing larger than that alone is held alone.
-const HELD_CHILDREN: u64 = 65_536;
+const HELD_CHILDREN: u64 = 32_768;
 
 /// The listings of a mount.
 #[derive(Debug)]

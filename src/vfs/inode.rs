@@ -141,13 +141,33 @@ impl Table {
         for ino in gone {
             self.drop_slot(ino);
         }
+        // The kernel let go of most of what it held: so do the maps' tables.
+        if self.by_ino.capacity() > 4 * self.by_ino.len() + 1024 {
+            self.by_ino.shrink_to_fit();
+            self.by_node.shrink_to_fit();
+        }
     }
 
-    fn churned(&mut self) {
+    /// Counts one insert or forget; sweeps (and says so) every [`SWEEP_EVERY`].
+    fn churned(&mut self) -> bool {
         self.churn += 1;
-        if self.churn >= SWEEP_EVERY {
+        let sweep = self.churn >= SWEEP_EVERY;
+        if sweep {
             self.sweep();
         }
+        sweep
+    }
+}
+
+/// Hands memory freed since the last sweep back to the system: the kernel forgetting many
+/// inodes at once (memory pressure, drop_caches) and the listings of large folders coming
+/// and going free many blocks, which the allocator keeps otherwise, so the daemon's
+/// resident size would only grow. A few milliseconds, once per sweep.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -185,7 +205,8 @@ impl InodeTable {
     /// Enters `node` with number `ino`; if another caller entered it first, returns that
     /// caller's number instead. With `counted`, the kernel is about to be given an entry of
     /// it (one more lookup to forget).
-    pub fn insert(&self, node: &Node, ino: u64, counted: bool) -> u64 {
+    pub fn insert(&self, node_ref: &Node, ino: u64, counted: bool) -> u64 {
+        let node = node_ref;
         let mut table = self.table.write();
         let ino = match table.by_node.get(node) {
             Some(&existing) => existing,
@@ -193,7 +214,11 @@ impl InodeTable {
                 let node = Arc::new(node.clone());
                 table.by_ino.insert(ino, Slot { node: Arc::clone(&node), lookups: 0, idle: false });
                 table.by_node.insert(node, ino);
-                table.churned();
+                if table.churned() {
+                    drop(table);
+                    give_back_memory();
+                    return if counted { self.insert(node_ref, ino, true) } else { ino };
+                }
                 ino
             }
         };
@@ -230,7 +255,10 @@ impl InodeTable {
         slot.lookups = slot.lookups.saturating_sub(n);
         if slot.lookups == 0 {
             table.drop_slot(ino);
-            table.churned();
+            if table.churned() {
+                drop(table);
+                give_back_memory();
+            }
         }
     }
 
