@@ -98,9 +98,12 @@ pub struct Cache {
     _lock: File,
 }
 
+/// Told of an asset whose content files were removed.
+pub type ContentHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The hook told of assets whose content files are removed, set once.
 #[derive(Default)]
-struct DroppedHook(std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>);
+struct DroppedHook(std::sync::OnceLock<ContentHook>);
 
 impl std::fmt::Debug for DroppedHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,7 +315,7 @@ impl Cache {
     /// Has `hook` told of each asset whose content files are removed (evicted, dropped for
     /// a new version, cleared on request), after the removal (once; later calls are
     /// ignored). It runs on the thread that removed them, with no lock of the cache held.
-    pub fn on_content_dropped(&self, hook: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn on_content_dropped(&self, hook: ContentHook) {
         let _ = self.dropped.0.set(hook);
     }
 
