@@ -128,6 +128,12 @@ pub struct MountArgs {
     /// Renditions larger than this are transferred in the background after open returns.
     #[arg(long, default_value = "10M", value_name = "SIZE")]
     pub async_threshold: String,
+    /// Renditions fetched at the first open of an asset: all, or names and globs separated
+    /// by commas or colons (original,cq5dam.web.*; colons inside -o), original among them.
+    /// The others are fetched when opened under .renditions/; text and metadata renditions
+    /// (cqdam.text.txt, *.xmp, *.json, *.xml) are always left to then.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub renditions: String,
     /// Folder listings are re-read from the remote after this (e.g. 60s, 5m); an asset the
     /// re-read listing shows changed or gone is dropped from the cache and fetched anew.
     #[arg(long, default_value = "60s", value_name = "DURATION")]

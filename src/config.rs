@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cli::{MountArgs, SampleArgs, ServeArgs};
 use crate::listing::Formats;
+use crate::materialize::RenditionSelection;
 use crate::remote::aem::{AemConfig, Credentials, parse_remote_url};
 use crate::remote::check_tls;
 use crate::sample::SampleOptions;
@@ -114,6 +115,8 @@ pub struct MountConfig {
     pub fetch_timeout: Duration,
     /// Renditions larger than this transfer in the background.
     pub async_threshold: u64,
+    /// The renditions fetched at the first open of an asset.
+    pub renditions: RenditionSelection,
     /// Listing TTL.
     pub dir_ttl: Duration,
     /// Whether new versions of materialized assets replace them.
@@ -161,6 +164,7 @@ impl TryFrom<&MountArgs> for MountConfig {
         }
         let dir_ttl = flag("dir-ttl", parse_duration(&args.dir_ttl))?;
         let formats = flag("formats", Formats::parse(&args.formats))?;
+        let renditions = flag("renditions", RenditionSelection::parse(&args.renditions))?;
         let credentials = credentials(args)?;
         let mut aem = AemConfig::new(base);
         aem.credentials = credentials;
@@ -181,6 +185,7 @@ impl TryFrom<&MountArgs> for MountConfig {
             cache_size,
             fetch_timeout,
             async_threshold,
+            renditions,
             dir_ttl,
             revalidate: !args.no_revalidate,
             formats,

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::cli::DemoArgs;
 use crate::config::MountConfig;
 use crate::listing::Formats;
+use crate::materialize::RenditionSelection;
 use crate::remote::aem::{AemConfig, parse_remote_url};
 use crate::sample::SampleOptions;
 use crate::serve::{Auth, Catalog};
@@ -79,6 +80,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         cache_size: None,
         fetch_timeout: Duration::from_secs(5),
         async_threshold: 10 << 20,
+        renditions: RenditionSelection::all(),
         dir_ttl: Duration::from_secs(60),
         revalidate: true,
         formats: Formats::Images,

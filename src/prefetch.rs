@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use parking_lot::Mutex;
 
 use crate::cli::PrefetchArgs;
+use crate::materialize::{RenditionSelection, select};
 use crate::mount::mountinfo;
 use crate::units::human_size;
 
@@ -303,20 +304,32 @@ fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Res
     Ok(())
 }
 
-/// Reads an asset and all of its renditions to the end; returns the bytes read.
+/// Reads an asset and the renditions its first open materializes to the end (those the
+/// mount's `--renditions` selects, as its root says); returns the bytes read.
 fn materialize(asset: &Path) -> anyhow::Result<u64> {
     let mut total = read_to_end(asset)?;
     let (Some(folder), Some(name)) = (asset.parent(), asset.file_name()) else {
         return Ok(total);
     };
+    let selection = selection_of(asset);
     let renditions = folder.join(".renditions").join(name);
     for entry in std::fs::read_dir(&renditions).with_context(|| format!("{}", renditions.display()))? {
         let entry = entry?;
-        if entry.file_name() != "original" {
+        let rendition = entry.file_name();
+        if rendition != "original" && selection.eager(&rendition.to_string_lossy()) {
             total += read_to_end(&entry.path())?;
         }
     }
     Ok(total)
+}
+
+/// The rendition selection of the damfs mount holding `path` (every rendition when the
+/// mount does not say).
+fn selection_of(path: &Path) -> RenditionSelection {
+    let root = path.ancestors().find_map(mountinfo::find).map(|m| PathBuf::from(m.mountpoint));
+    let text = root.and_then(|r| crate::stats::read_xattr(&r, select::XATTR).ok());
+    let text = text.map(|t| String::from_utf8_lossy(&t).into_owned());
+    text.and_then(|t| RenditionSelection::parse(&t).ok()).unwrap_or_default()
 }
 
 fn read_to_end(path: &Path) -> anyhow::Result<u64> {

@@ -454,3 +454,50 @@ fn prefetch_from_a_list_materializes_what_it_names_and_reports_bad_lines() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--from: give one PATH"));
 }
+
+/// The first file under `dir`, depth first, leaving out damfs's own dot directories.
+fn first_file(dir: &Path) -> Option<PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if let Some(found) = first_file(&path) {
+                return Some(found);
+            }
+        } else {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_second_stat_of_a_listed_asset_within_the_ttl_never_reaches_the_daemon() {
+    let (_keep, root) = sample();
+    let server = TestServer::start(&root);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mount = Mounted::start(&server.url(), &["--metrics-listen", &addr]);
+    let top = mount.path("");
+    let file =
+        within(Duration::from_secs(30), "finding an asset", move || first_file(&top)).expect("an asset");
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 0, "the listing gave no size");
+    let asked = |page: &prometheus_parse::Scrape| {
+        ["lookup", "getattr"]
+            .iter()
+            .map(|op| value(page, "damfs_operations_total", &[("op", op)]))
+            .sum::<f64>()
+    };
+    // Past the 1 s an attribute lived when a listed size was not trusted.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = asked(&scrape(&addr));
+    for _ in 0..5 {
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
+    }
+    let after = asked(&scrape(&addr));
+    assert_eq!(after, before, "a stat within --dir-ttl reached the daemon");
+}

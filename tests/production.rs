@@ -103,3 +103,31 @@ fn readdir_of_20000_entries_lists_once_for_all_its_chunks() {
     assert_eq!(names.unwrap(), 20_000);
     assert_eq!(stat_of(&mount, "dir_snapshots") - before, 1, "the list was built more than once");
 }
+
+#[test]
+fn a_cold_open_asks_for_the_original_beside_its_metadata() {
+    let (_tmp, dam) = common::dam_dir();
+    common::write_jpeg(&dam.join("a.jpg"), 64, 48);
+    let server = TestServer::start(&dam);
+    let mount = Mounted::start(&server.url(), &["--fetch-timeout", "20s"]);
+    // Listed first, so that only the open's own requests are held.
+    assert!(std::fs::metadata(mount.path("a.jpg")).is_ok());
+    let catalog = server.catalog();
+    catalog.clear_requests();
+    catalog.set_stall(true);
+    let path = mount.path("a.jpg");
+    let reader = std::thread::spawn(move || std::fs::read(path));
+    // Metadata, rendition list and original all wait on the server at once.
+    let overlapped = common::mount::wait_until(Duration::from_secs(10), || catalog.stalled() >= 3);
+    let held: Vec<String> = catalog.requests().iter().map(|r| r.path.clone()).collect();
+    catalog.set_stall(false);
+    let bytes = within(Duration::from_secs(30), "the open", move || reader.join().unwrap());
+    assert_eq!(bytes.unwrap(), std::fs::read(dam.join("a.jpg")).unwrap());
+    assert!(
+        overlapped,
+        "the open's requests did not overlap (held at once: {}): {held:?}",
+        catalog.stalled()
+    );
+    let originals = catalog.requests().iter().filter(|r| r.path.ends_with("/renditions/original")).count();
+    assert_eq!(originals, 1, "the original was fetched more than once");
+}

@@ -652,6 +652,48 @@ async fn binaries_honour_range_if_modified_since_and_head() {
     assert!(server.catalog().requests().is_empty());
 }
 
+/// What a shared HTTP cache in front of the server (the tier of damfs(7)) needs to keep and
+/// revalidate answers: `Cache-Control: public` on binaries and JSON, `Last-Modified` on
+/// binaries, an `ETag` on JSON that changes with the content and makes `If-None-Match` a 304.
+#[tokio::test]
+async fn binaries_and_json_carry_what_a_shared_cache_keeps_and_revalidates() {
+    let (_tmp, dam) = dam_dir();
+    write_jpeg(&dam.join("a.jpg"), 40, 30);
+    let server = TestServer::start(&dam);
+    let client = client(TIMEOUT);
+    let binary = client.get(format!("{}/content/dam/a.jpg", server.url())).send().await.unwrap();
+    assert_eq!(binary.status(), 200);
+    assert_eq!(binary.headers()["cache-control"], "public");
+    assert!(binary.headers().contains_key("last-modified"));
+
+    let listing = format!("{}/api/assets.json", server.url());
+    let first = client.get(&listing).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "public");
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "{etag}");
+    let again = client.get(&listing).send().await.unwrap();
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag, "the same content, another ETag");
+
+    let unchanged = client.get(&listing).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+    let weak = client.get(&listing).header("If-None-Match", format!("\"x\", W/{etag}")).send().await.unwrap();
+    assert_eq!(weak.status(), 304, "a list holding the tag, weakly compared");
+    let other = client.get(&listing).header("If-None-Match", "\"other\"").send().await.unwrap();
+    assert_eq!(other.status(), 200);
+
+    write_jpeg(&dam.join("b.jpg"), 40, 30);
+    let changed = client.get(&listing).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(changed.status(), 200, "a listing that changed is sent again");
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+
+    let missing = client.get(format!("{}/api/assets/nothing.json", server.url())).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(!missing.headers().contains_key("etag"));
+}
+
 #[tokio::test]
 async fn credentials_are_required_and_can_change() {
     use base64::Engine;

@@ -398,3 +398,52 @@ async fn the_taxonomy_comes_from_the_index_without_holding_manifests() {
     let links = s.readdir(y, soon()).await.unwrap();
     assert_eq!(links.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["a.jpg"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn text_and_metadata_renditions_wait_for_their_own_open() {
+    let remote = FakeRemote::new();
+    let text = vec![b't'; 3000];
+    remote.add_asset(
+        "a.jpg",
+        asset(7, 500)
+            .with_rendition("cqdam.text.txt", text.clone())
+            .with_rendition("cqdam.metadata.xml", &b"<x/>"[..]),
+    );
+    let remote = Arc::new(remote);
+    // The text rendition is larger than the threshold: fetched in the background when opened.
+    let s = setup(Arc::clone(&remote), Duration::from_secs(5), 1000);
+    let a = s.vfs.lookup(ROOT_INO, "a.jpg", soon()).await.unwrap().attr.ino;
+    assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 500);
+    for r in ["original"].iter().chain(RENDITIONS.iter()) {
+        assert_eq!(remote.fetch_count("a.jpg", r), 1, "{r}");
+    }
+    for r in ["cqdam.text.txt", "cqdam.metadata.xml"] {
+        assert_eq!(remote.fetch_count("a.jpg", r), 0, "{r} fetched at the first open");
+    }
+    let rdir = s.vfs.lookup(ROOT_INO, ".renditions", soon()).await.unwrap().attr.ino;
+    let of_a = s.vfs.lookup(rdir, "a.jpg", soon()).await.unwrap().attr.ino;
+    let xml = s.vfs.lookup(of_a, "cqdam.metadata.xml", soon()).await.unwrap();
+    let txt = s.vfs.lookup(of_a, "cqdam.text.txt", soon()).await.unwrap();
+    assert_eq!(txt.attr.size, 3000, "the listed size, before any byte of it");
+
+    remote.fail_next(Method::Fetch, RemoteErrorKind::Other);
+    assert_eq!(read_all(&s.vfs, xml.attr.ino).await.unwrap_err().errno(), libc::EIO);
+    assert_eq!(read_all(&s.vfs, xml.attr.ino).await.unwrap(), b"<x/>", "a failure is not remembered");
+    assert_eq!(read_all(&s.vfs, txt.attr.ino).await.unwrap(), text);
+    assert_eq!(read_all(&s.vfs, txt.attr.ino).await.unwrap(), text);
+    assert_eq!(remote.fetch_count("a.jpg", "cqdam.text.txt"), 1);
+    // The background transfer commits after its last byte was read: wait for it, in real time.
+    let committed = |cache: &Cache| {
+        let cached = cache.renditions("a.jpg");
+        cached.contains_key("cqdam.text.txt") && cached.contains_key("cqdam.metadata.xml")
+    };
+    for _ in 0..500 {
+        if committed(&s.cache) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        tokio::task::yield_now().await;
+    }
+    assert!(committed(&s.cache), "the renditions fetched on their own open are not in the cache");
+    assert_eq!(remote.fetch_count("a.jpg", "original"), 1, "the rest was not fetched again");
+}

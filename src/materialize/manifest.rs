@@ -49,6 +49,12 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The length the remote listed for rendition `r`: its own, or for the original the
+    /// asset's `dam:size`.
+    pub fn listed_size(&self, r: &RenditionEntry) -> Option<u64> {
+        r.size.or(if r.name == "original" { self.meta.size } else { None })
+    }
+
     /// What makes a manifest unusable, if anything: no `original`, or a rendition name the
     /// kernel cannot be shown. (Fetched manifests never are; a stored one from an older
     /// damfs may be.)

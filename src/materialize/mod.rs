@@ -1,11 +1,14 @@
 //! Asset -> bytes, once. The first open of an asset fetches its manifest (metadata, tags,
-//! rendition list) and every rendition: those at or under the async threshold before the
-//! open returns, larger ones in the background while readers wait only for the bytes they
-//! need. Concurrent openers share one fetch ([`SingleFlight`]); every remote step is
-//! bounded by the fetch timeout; a failure leaves nothing half-made and is not remembered.
+//! rendition list) and every rendition the [`RenditionSelection`] makes eager: those at or
+//! under the async threshold before the open returns, larger ones in the background while
+//! readers wait only for the bytes they need. A rendition left out is fetched when it is
+//! opened itself (`open`). Concurrent openers share one fetch ([`SingleFlight`]); every
+//! remote step is bounded by the fetch timeout; a failure leaves nothing half-made and is
+//! not remembered.
 
 pub mod manifest;
 mod open;
+pub mod select;
 pub mod transfer;
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +27,7 @@ use crate::flight::{Abandoned, SingleFlight};
 use crate::remote::Remote;
 use crate::stats::Stats;
 pub use manifest::{Manifest, RenditionEntry, TagRef};
+pub use select::RenditionSelection;
 use transfer::{Job, Transfer};
 
 /// Decoded manifests held in memory: a few KiB each (their metadata), a few MiB in all.
@@ -33,8 +37,28 @@ const HELD_MANIFESTS: u64 = 4096;
 /// each): more than the assets a web server serves at once.
 const HELD_CONTENTS: u64 = 4096;
 
-/// Most renditions of one asset downloaded at once.
-const RENDITION_CONCURRENCY: usize = 4;
+/// Most renditions of one asset downloaded at once: enough for AEM's standard set (the
+/// original, three thumbnails, the web rendition) in one round.
+const RENDITION_CONCURRENCY: usize = 8;
+
+/// The original of an asset whose manifest is not known, asked for beside its metadata
+/// (its URL does not depend on them): the transfer, its work running on a task, and where
+/// its expected SHA-1 is told once the metadata is in.
+struct EarlyOriginal {
+    transfer: Arc<Transfer>,
+    work: tokio::task::JoinHandle<FsResult<transfer::Fetched>>,
+    sha1: tokio::sync::watch::Sender<Option<transfer::Told>>,
+}
+
+impl EarlyOriginal {
+    /// Its result, once its work ends.
+    async fn finish(self) -> FsResult<transfer::Fetched> {
+        let EarlyOriginal { work, sha1, .. } = self;
+        // Kept until the work ends: dropping it fails the check it waits on.
+        let _told = sha1;
+        work.await.map_err(|e| FsError::Internal(format!("transfer of an original: {e}")))?
+    }
+}
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -43,6 +67,8 @@ pub struct MaterializeConfig {
     pub step: Budget,
     /// Renditions larger than this are transferred in the background.
     pub async_threshold: u64,
+    /// The renditions fetched at the first open of an asset.
+    pub renditions: RenditionSelection,
 }
 
 /// Where one rendition's bytes are.
@@ -60,13 +86,18 @@ pub enum RenditionState {
     InFlight(Arc<Transfer>),
 }
 
-/// The materialized (or materializing) content of one asset.
+/// The materialized (or materializing) content of one asset: every eager rendition is
+/// complete or in flight; a rendition left out of the selection is in the map only once it
+/// has been opened (until then it is neither, and its size is the manifest's listed one).
 #[derive(Debug)]
 pub struct AssetContent {
     /// Its manifest.
     pub manifest: Arc<Manifest>,
     /// Guards only the map; never held across I/O.
     renditions: Mutex<HashMap<String, RenditionState>>,
+    /// The version flag of the asset when this content was made (see
+    /// `Materializer::versions`): renditions fetched later for it carry the same flag.
+    superseded: Arc<AtomicBool>,
     /// Served without caching (larger than the whole cache): its files are temporary.
     uncached: bool,
     /// Temporary files removed when the content is dropped (for uncached assets; open
@@ -79,8 +110,15 @@ impl AssetContent {
         manifest: Arc<Manifest>,
         renditions: HashMap<String, RenditionState>,
         uncached: bool,
+        superseded: Arc<AtomicBool>,
     ) -> AssetContent {
-        AssetContent { manifest, renditions: Mutex::new(renditions), uncached, temps: Mutex::new(Vec::new()) }
+        AssetContent {
+            manifest,
+            renditions: Mutex::new(renditions),
+            superseded,
+            uncached,
+            temps: Mutex::new(Vec::new()),
+        }
     }
 
     /// The state of one rendition.
@@ -88,11 +126,17 @@ impl AssetContent {
         self.renditions.lock().get(name).cloned()
     }
 
-    fn complete(&self, name: &str, fetched: &transfer::Fetched) {
-        self.renditions.lock().insert(
-            name.to_string(),
-            RenditionState::Complete { path: fetched.path.clone(), size: fetched.size },
-        );
+    /// Records a finished transfer of `name`; a temporary file (not cached) is removed
+    /// with the content.
+    fn complete(&self, name: &str, fetched: &transfer::Fetched) -> RenditionState {
+        let mut temps = self.temps.lock();
+        if !fetched.cached && !temps.contains(&fetched.path) {
+            temps.push(fetched.path.clone());
+        }
+        drop(temps);
+        let state = RenditionState::Complete { path: fetched.path.clone(), size: fetched.size };
+        self.renditions.lock().insert(name.to_string(), state.clone());
+        state
     }
 }
 
@@ -152,6 +196,9 @@ pub struct Materializer<R> {
     contents: Mutex<Bounded<String, Arc<AssetContent>>>,
     manifest_flights: Arc<SingleFlight<String, Arc<Manifest>>>,
     content_flights: Arc<SingleFlight<String, Arc<AssetContent>>>,
+    /// Renditions left out of the first open, fetched when opened: by asset, name and the
+    /// content (its address) they are fetched for.
+    rendition_flights: Arc<SingleFlight<(String, String, usize), RenditionState>>,
     /// Per asset with work in progress or content held: set (and removed) when a new
     /// version is announced, so that what the old version's work brings in is not kept.
     /// Guards the map only.
@@ -173,6 +220,7 @@ impl<R: Remote> Materializer<R> {
             contents: Mutex::new(Bounded::new(HELD_CONTENTS)),
             manifest_flights: Arc::default(),
             content_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
+            rendition_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
             versions: Mutex::new(HashMap::new()),
             processing: Mutex::new(HashSet::new()),
         })
@@ -234,6 +282,11 @@ impl<R: Remote> Materializer<R> {
                 None
             }
         }
+    }
+
+    /// The renditions the first open of an asset fetches.
+    pub fn selection(&self) -> &RenditionSelection {
+        &self.config.renditions
     }
 
     /// Keeps `asset` from eviction until the guard is dropped (an open file of it).
@@ -350,7 +403,8 @@ impl<R: Remote> Materializer<R> {
         self.cache.rendition(asset, "original").map(|r| r.size)
     }
 
-    /// Materializes `asset`: when this returns, every rendition is complete or in transfer.
+    /// Materializes `asset`: when this returns, every eager rendition (see
+    /// [`RenditionSelection`]) is complete or in transfer.
     pub async fn materialize(
         self: &Arc<Self>,
         asset: &str,
@@ -429,13 +483,19 @@ impl<R: Remote> Materializer<R> {
         let cached = self.cache.renditions(asset);
         let mut renditions = HashMap::new();
         for r in &manifest.renditions {
-            let listed = r.size.or(if r.name == "original" { manifest.meta.size } else { None });
             // A file whose length is not the listed one belongs to another version.
-            let c = cached.get(&r.name).filter(|c| listed.is_none_or(|s| s == c.size))?;
-            let path = self.cache.content_path(asset, &r.name);
-            renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
+            let listed = manifest.listed_size(r);
+            match cached.get(&r.name).filter(|c| listed.is_none_or(|s| s == c.size)) {
+                Some(c) => {
+                    let path = self.cache.content_path(asset, &r.name);
+                    renditions.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
+                }
+                None if self.config.renditions.eager(&r.name) => return None,
+                // Left out of the first open: fetched when opened.
+                None => {}
+            }
         }
-        let content = Arc::new(AssetContent::new(manifest, renditions, false));
+        let content = Arc::new(AssetContent::new(manifest, renditions, false, self.version(asset)));
         self.contents.lock().insert(asset.to_string(), Arc::clone(&content), 1);
         self.cache.touch(asset);
         Some(content)
@@ -443,12 +503,21 @@ impl<R: Remote> Materializer<R> {
 
     async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
         let version = self.version(asset);
+        let mut early = self.early_original(asset, &version).await;
         // The flight bounds each remote step; the manifest wait gets the same budget.
-        let manifest = self.manifest(asset, self.config.step.deadline()).await?;
+        let manifest = match self.manifest(asset, self.config.step.deadline()).await {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(early) = early {
+                    early.work.abort();
+                }
+                return Err(e);
+            }
+        };
         let _pin = PinGuard::new(&self.cache, asset);
-        let size_of =
-            |r: &RenditionEntry| r.size.or(if r.name == "original" { manifest.meta.size } else { None });
-        let whole = manifest.renditions.iter().filter_map(size_of).fold(0u64, u64::saturating_add);
+        let eager: Vec<&RenditionEntry> =
+            manifest.renditions.iter().filter(|r| self.config.renditions.eager(&r.name)).collect();
+        let whole = eager.iter().filter_map(|r| manifest.listed_size(r)).fold(0u64, u64::saturating_add);
         let cap = self.cache.cap();
         let uncached = cap.is_some_and(|cap| whole > cap);
         if uncached {
@@ -456,69 +525,91 @@ impl<R: Remote> Materializer<R> {
                 "{asset}: {whole} bytes is more than the whole cache ({cap:?}): served without caching"
             );
         }
+        if let Some(early) = &early {
+            early.sha1.send_replace(Some(transfer::Told {
+                sha1: manifest.meta.sha1.clone(),
+                size: manifest
+                    .renditions
+                    .iter()
+                    .find(|r| r.name == "original")
+                    .and_then(|r| r.size)
+                    .or(manifest.meta.size),
+                keep: !uncached,
+            }));
+        }
         let cached = if uncached { HashMap::new() } else { self.cache.renditions(asset) };
         let mut states = HashMap::new();
         let (mut sync_jobs, mut async_jobs) = (Vec::new(), Vec::new());
+        let (mut early_sync, mut early_async) = (None, None);
         let mut need = 0u64;
-        for r in &manifest.renditions {
+        for r in eager {
             // A file whose length is not the listed one belongs to another version.
-            if let Some(c) = cached.get(&r.name).filter(|c| size_of(r).is_none_or(|s| s == c.size)) {
+            let size = manifest.listed_size(r);
+            if let Some(c) = cached.get(&r.name).filter(|c| size.is_none_or(|s| s == c.size)) {
                 let path = self.cache.content_path(asset, &r.name);
                 states.insert(r.name.clone(), RenditionState::Complete { path, size: c.size });
                 continue;
             }
-            let size = size_of(r);
-            let job = Job {
-                asset: asset.to_string(),
-                rendition: r.name.clone(),
-                sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
-                expected: size,
-                step: self.config.step,
-                keep: !uncached,
-                superseded: Arc::clone(&version),
-            };
+            if r.name == "original"
+                && let Some(early) = early.take()
+            {
+                let large =
+                    size.or(early.transfer.progress().total).is_some_and(|s| s > self.config.async_threshold);
+                if large {
+                    early_async = Some(early)
+                } else {
+                    early_sync = Some(early)
+                }
+                need = need.saturating_add(size.unwrap_or(0));
+                continue;
+            }
+            let job = self.job(&manifest, r, !uncached, &version);
             need = need.saturating_add(size.unwrap_or(0));
-            if size.is_some_and(|s| s > self.config.async_threshold) {
+            if self.in_background(&job) {
                 async_jobs.push(job);
             } else {
                 sync_jobs.push(job);
             }
         }
-        if !uncached && need > 0 {
-            // Eviction deletes files: off the runtime's workers.
-            let cache = Arc::clone(&self.cache);
-            let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
-            if !fits {
-                log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
-            }
+        if !uncached {
+            self.make_room(asset, need).await;
         }
 
-        let results = futures_util::stream::iter(sync_jobs)
-            .map(|job| {
-                let this = Arc::clone(&self);
-                async move {
-                    let (_, work) = transfer::start(
-                        Arc::clone(&this.remote),
-                        Arc::clone(&this.cache),
-                        Arc::clone(&this.stats),
-                        job.clone(),
-                    )
-                    .await?;
-                    work.await.map(|f| (job.rendition, f))
-                }
-            })
+        let mut transfers: Vec<
+            futures_util::future::BoxFuture<'static, FsResult<(String, transfer::Fetched)>>,
+        > = Vec::new();
+        if let Some(early) = early_sync {
+            transfers
+                .push(Box::pin(async move { early.finish().await.map(|f| ("original".to_string(), f)) }));
+        }
+        for job in sync_jobs {
+            let this = Arc::clone(&self);
+            transfers.push(Box::pin(async move {
+                let (_, work) = transfer::start(
+                    Arc::clone(&this.remote),
+                    Arc::clone(&this.cache),
+                    Arc::clone(&this.stats),
+                    job.clone(),
+                )
+                .await?;
+                work.await.map(|f| (job.rendition, f))
+            }));
+        }
+        let results = futures_util::stream::iter(transfers)
             .buffer_unordered(RENDITION_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
-        let content = Arc::new(AssetContent::new(Arc::clone(&manifest), HashMap::new(), uncached));
+        let content = Arc::new(AssetContent::new(
+            Arc::clone(&manifest),
+            HashMap::new(),
+            uncached,
+            Arc::clone(&version),
+        ));
         let mut failure = None;
         for result in results {
             match result {
                 Ok((name, fetched)) => {
-                    if !fetched.cached {
-                        content.temps.lock().push(fetched.path.clone());
-                    }
-                    states.insert(name, RenditionState::Complete { path: fetched.path, size: fetched.size });
+                    content.complete(&name, &fetched);
                 }
                 Err(e) => failure = failure.or(Some(e)),
             }
@@ -527,6 +618,10 @@ impl<R: Remote> Materializer<R> {
             return Err(e);
         }
         content.renditions.lock().extend(states);
+        if let Some(early) = early_async {
+            let transfer = Arc::clone(&early.transfer);
+            self.follow_background(asset, &content, "original".into(), transfer, early.finish());
+        }
         for job in async_jobs {
             self.start_background(asset, &content, job).await?;
         }
@@ -534,6 +629,39 @@ impl<R: Remote> Materializer<R> {
             self.contents.lock().insert(asset.to_string(), Arc::clone(&content), 1);
         }
         Ok(content)
+    }
+
+    /// The transfer of rendition `r` of the asset of `manifest`, kept in the cache if `keep`,
+    /// for the version of `superseded`.
+    fn job(&self, manifest: &Manifest, r: &RenditionEntry, keep: bool, superseded: &Arc<AtomicBool>) -> Job {
+        Job {
+            asset: manifest.path.clone(),
+            rendition: r.name.clone(),
+            sha1: if r.name == "original" { manifest.meta.sha1.clone() } else { None },
+            sha1_later: None,
+            expected: manifest.listed_size(r),
+            step: self.config.step,
+            keep,
+            superseded: Arc::clone(superseded),
+        }
+    }
+
+    /// Whether `job` is transferred in the background (listed larger than the threshold).
+    fn in_background(&self, job: &Job) -> bool {
+        job.expected.is_some_and(|s| s > self.config.async_threshold)
+    }
+
+    /// Evicts until `need` more bytes of `asset` fit, if they can.
+    async fn make_room(&self, asset: &str, need: u64) {
+        if need == 0 {
+            return;
+        }
+        // Eviction deletes files: off the runtime's workers.
+        let cache = Arc::clone(&self.cache);
+        let fits = tokio::task::spawn_blocking(move || cache.make_room(need)).await.unwrap_or(true);
+        if !fits {
+            log::info!("cache: {asset} takes the cache over its cap while the assets in use stay");
+        }
     }
 
     /// Starts a transfer that continues after the opener has its answer.
@@ -547,6 +675,50 @@ impl<R: Remote> Materializer<R> {
         let (t, work) =
             transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
                 .await?;
+        self.follow_background(asset, content, name, t, work);
+        Ok(())
+    }
+
+    /// Starts the original's transfer before its manifest is known, when neither the
+    /// manifest nor the original is in the cache (a cold open). Its SHA-1 is checked once
+    /// the metadata tells it. None when the transfer cannot start (the open then fetches
+    /// the original the ordinary way).
+    async fn early_original(
+        self: &Arc<Self>,
+        asset: &str,
+        version: &Arc<AtomicBool>,
+    ) -> Option<EarlyOriginal> {
+        if self.stored_manifest(asset).await.is_some() || self.cache.rendition(asset, "original").is_some() {
+            return None;
+        }
+        let (sha1, told) = tokio::sync::watch::channel(None);
+        let job = Job {
+            asset: asset.to_string(),
+            rendition: "original".into(),
+            sha1: None,
+            sha1_later: Some(told),
+            expected: None,
+            step: self.config.step,
+            keep: true,
+            superseded: Arc::clone(version),
+        };
+        let (transfer, work) =
+            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
+                .await
+                .ok()?;
+        Some(EarlyOriginal { transfer, work: tokio::spawn(work), sha1 })
+    }
+
+    /// Makes `t` the state of rendition `name` of `content` until `work` ends, and then its
+    /// result: complete, or forgotten so that the next open starts a new transfer.
+    fn follow_background(
+        self: &Arc<Self>,
+        asset: &str,
+        content: &Arc<AssetContent>,
+        name: String,
+        t: Arc<Transfer>,
+        work: impl std::future::Future<Output = FsResult<transfer::Fetched>> + Send + 'static,
+    ) {
         if content.uncached {
             content.temps.lock().push(t.temp.clone());
         }
@@ -557,9 +729,6 @@ impl<R: Remote> Materializer<R> {
             let _pin = pin;
             match work.await {
                 Ok(fetched) => {
-                    if !fetched.cached && !content.uncached {
-                        content.temps.lock().push(fetched.path.clone());
-                    }
                     content.complete(&name, &fetched);
                 }
                 Err(e) => {
@@ -569,6 +738,5 @@ impl<R: Remote> Materializer<R> {
                 }
             }
         });
-        Ok(())
     }
 }

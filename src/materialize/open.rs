@@ -1,10 +1,11 @@
-//! Opening a rendition for reading: materializing its asset first, then the content file,
-//! or the temporary file of a transfer still in progress with the transfer to wait on.
+//! Opening a rendition for reading: materializing its asset first, then fetching the
+//! rendition if the first open left it out, then the content file, or the temporary file of
+//! a transfer still in progress with the transfer to wait on.
 
 use std::fs::File;
 use std::sync::Arc;
 
-use super::{Materializer, OpenRendition, RenditionState, transfer};
+use super::{AssetContent, Materializer, OpenRendition, PinGuard, RenditionState, transfer};
 use crate::deadline::Deadline;
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
@@ -36,7 +37,11 @@ impl<R: Remote> Materializer<R> {
         // A transfer may finish (and rename its file) between reading the state and
         // opening the file: read the state again then.
         for _ in 0..3 {
-            match content.rendition(rendition).ok_or(FsError::NotFound)? {
+            let state = match content.rendition(rendition) {
+                Some(state) => state,
+                None => self.fetch_left_out(&content, rendition, deadline).await?,
+            };
+            match state {
                 RenditionState::Complete { path, size } => match open_file(&path).await {
                     Ok(file) => return Ok(OpenRendition { file, size: Some(size), transfer: None }),
                     Err(e) => {
@@ -64,6 +69,66 @@ impl<R: Remote> Materializer<R> {
             }
         }
         Err(FsError::Abandoned(format!("opening {asset} rendition {rendition} while its transfer ends")))
+    }
+
+    /// Fetches a rendition of `content` that its first open left out (see
+    /// [`super::RenditionSelection`]): one transfer per asset and rendition however many
+    /// open it, each step bounded by the fetch timeout, committed to the cache beside the
+    /// asset's other renditions (for the same version as they), in the background when it
+    /// is larger than the async threshold. A name the manifest does not list is not found.
+    async fn fetch_left_out(
+        self: &Arc<Self>,
+        content: &Arc<AssetContent>,
+        rendition: &str,
+        deadline: Deadline,
+    ) -> FsResult<RenditionState> {
+        let asset = content.manifest.path.clone();
+        if !content.manifest.renditions.iter().any(|r| r.name == rendition) {
+            return Err(FsError::NotFound);
+        }
+        // Keyed by the content too: an opener of a newer version never joins the fetch for
+        // an older one.
+        let key = (asset.clone(), rendition.to_string(), Arc::as_ptr(content) as usize);
+        let what = format!("{asset} rendition {rendition}");
+        self.rendition_flights
+            .run(key, deadline, &what, || {
+                let (this, content, name) = (Arc::clone(self), Arc::clone(content), rendition.to_string());
+                async move { this.fetch_one(content, name).await }
+            })
+            .await
+    }
+
+    async fn fetch_one(
+        self: Arc<Self>,
+        content: Arc<AssetContent>,
+        name: String,
+    ) -> FsResult<RenditionState> {
+        if let Some(state) = content.rendition(&name) {
+            // Fetched by a flight that ended just before this one began.
+            return Ok(state);
+        }
+        let manifest = Arc::clone(&content.manifest);
+        let entry = manifest.renditions.iter().find(|r| r.name == name).ok_or(FsError::NotFound)?;
+        let asset = manifest.path.as_str();
+        // One rendition larger than the whole cache is served from its temporary file, as an
+        // asset larger than the whole cache is.
+        let fits = self.cache.cap().is_none_or(|cap| manifest.listed_size(entry).is_none_or(|s| s <= cap));
+        let job = self.job(&manifest, entry, !content.uncached && fits, &content.superseded);
+        let _pin = PinGuard::new(&self.cache, asset);
+        if job.keep {
+            self.make_room(asset, job.expected.unwrap_or(0)).await;
+        }
+        if self.in_background(&job) {
+            self.start_background(asset, &content, job).await?;
+            return content
+                .rendition(&name)
+                .ok_or_else(|| FsError::Internal(format!("{asset}: {name} not started")));
+        }
+        let (_, work) =
+            transfer::start(Arc::clone(&self.remote), Arc::clone(&self.cache), Arc::clone(&self.stats), job)
+                .await?;
+        let fetched = work.await?;
+        Ok(content.complete(&name, &fetched))
     }
 }
 

@@ -87,6 +87,17 @@ pub struct Fetched {
     pub cached: bool,
 }
 
+/// What an original's metadata says of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    /// `dam:sha1`.
+    pub sha1: Option<String>,
+    /// `dam:size`.
+    pub size: Option<u64>,
+    /// Whether the bytes may enter the cache (not when the asset is larger than it).
+    pub keep: bool,
+}
+
 /// What to fetch and how to check it.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -96,6 +107,10 @@ pub struct Job {
     pub rendition: String,
     /// Expected SHA-1 (hex) of the bytes, when the remote gave one.
     pub sha1: Option<String>,
+    /// What the metadata says of the bytes, told while they arrive (the original fetched
+    /// beside its metadata): `None` until told. The bytes are kept only once it is told, and
+    /// checked against it; its length bounds a body of unannounced length from then on.
+    pub sha1_later: Option<watch::Receiver<Option<Told>>>,
     /// Length the listing announced (`:jcr:data`, or `dam:size` for the original), a hint.
     pub expected: Option<u64>,
     /// Longest wait for any single step (connect, headers, next chunk).
@@ -134,7 +149,8 @@ fn byte_limit(job: &Job, announced: Option<u64>, cap: Option<u64>) -> (u64, &'st
     };
     lower(announced, "the announced length");
     lower(job.expected.filter(|_| announced.is_none()).map(slack), "the listed length with slack");
-    lower(cap.filter(|_| job.keep), "the whole cache (--cache-size)");
+    // Told later for a job whose metadata is still coming (see `Job::sha1_later`).
+    lower(cap.filter(|_| job.keep && job.sha1_later.is_none()), "the whole cache (--cache-size)");
     limit
 }
 
@@ -266,16 +282,19 @@ async fn run<R: Remote>(
         };
     let total = download.total_size;
     transfer.progress.send_modify(|p| p.total = total);
-    let (limit, why) = byte_limit(job, total, cache.cap());
+    let (mut limit, mut why) = byte_limit(job, total, cache.cap());
     // A transfer of known length must also end in time, however steadily it trickles.
+    let deadline_for =
+        |n: u64| started + job.step.step() + Duration::from_secs(n / FLOOR_RATE).max(job.step.step());
     let known = total.or(job.expected).map(|n| n.min(limit));
-    let overall =
-        known.map(|n| started + job.step.step() + Duration::from_secs(n / FLOOR_RATE).max(job.step.step()));
+    let mut overall = known.map(deadline_for);
+    // The length the metadata tells later bounds a body whose length nobody announced.
+    let mut listed_later = job.sha1_later.as_ref().filter(|_| total.is_none() && job.expected.is_none());
     let mut body = download.body;
     let mut sink = Sink {
         file,
         sha256: Sha256::new(),
-        sha1: job.sha1.as_ref().map(|_| Sha1::new()),
+        sha1: (job.sha1.is_some() || job.sha1_later.is_some()).then(Sha1::new),
         pending: Vec::with_capacity(WRITE_BATCH),
     };
     let mut received = 0u64;
@@ -313,6 +332,16 @@ async fn run<R: Remote>(
         let Some(chunk) = next else { break };
         let chunk = chunk?;
         let len = chunk.len() as u64;
+        if let Some(told) = listed_later.and_then(|told| told.borrow().clone()) {
+            listed_later = None;
+            if let Some(bound) = told.size.map(slack).filter(|b| *b < limit) {
+                (limit, why) = (bound, "the listed length with slack");
+                overall = Some(deadline_for(bound));
+            }
+            if let Some(cap) = cache.cap().filter(|c| told.keep && *c < limit) {
+                (limit, why) = (cap, "the whole cache (--cache-size)");
+            }
+        }
         if received.saturating_add(len) > limit {
             return Err(broken(what(), format!("body runs past {why} ({limit} bytes); stopped")));
         }
@@ -337,7 +366,25 @@ async fn run<R: Remote>(
     {
         return Err(broken(what(), format!("short body: {written} of {total} bytes")));
     }
-    if let (Some(expected), Some(h)) = (&job.sha1, sha1) {
+    let mut keep = job.keep;
+    let expected_sha1 = match &job.sha1_later {
+        None => job.sha1.clone(),
+        Some(told) => {
+            let mut told = told.clone();
+            let waited = tokio::time::timeout(job.step.step(), told.wait_for(Option::is_some)).await;
+            match waited {
+                Ok(Ok(value)) => {
+                    let told = value.clone().unwrap_or(Told { sha1: None, size: None, keep: false });
+                    keep &= told.keep;
+                    told.sha1
+                }
+                // The metadata failed (the sender is gone) or never came: nothing is kept.
+                Ok(Err(_)) => return Err(FsError::Abandoned(format!("{}: its metadata failed", what()))),
+                Err(_) => return Err(FsError::Timeout(format!("{}: waiting for its metadata", what()))),
+            }
+        }
+    };
+    if let (Some(expected), Some(h)) = (&expected_sha1, sha1) {
         let got = hex(&h.finalize());
         if !got.eq_ignore_ascii_case(expected) {
             return Err(broken(
@@ -350,7 +397,7 @@ async fn run<R: Remote>(
     let temp = transfer.temp.clone();
     Stats::add(&stats.renditions_fetched, 1);
     let superseded = || job.superseded.load(std::sync::atomic::Ordering::SeqCst);
-    if !job.keep || superseded() {
+    if !keep || superseded() {
         return Ok(Fetched { path: temp, size: written, cached: false });
     }
     // fsync and rename wait on the disk: never on a runtime worker.

@@ -23,7 +23,7 @@ use crate::config::MountConfig;
 use crate::deadline::Budget;
 use crate::fuse::session::{MountSpec, Session};
 use crate::listing::{Formats, ListingConfig, Listings};
-use crate::materialize::{MaterializeConfig, Materializer};
+use crate::materialize::{MaterializeConfig, Materializer, RenditionSelection};
 use crate::metrics::{Live, Metrics};
 use crate::remote::aem::AemClient;
 use crate::remote::{Remote, RemoteErrorKind};
@@ -156,6 +156,7 @@ fn setup<R: Remote>(config: &MountConfig, remote: Arc<R>, metrics: Arc<Metrics>)
             dir_ttl: config.dir_ttl,
             formats: config.formats.clone(),
             async_threshold: config.async_threshold,
+            renditions: config.renditions.clone(),
             revalidate: config.revalidate,
         },
         remote,
@@ -200,6 +201,8 @@ pub struct Layout {
     pub formats: Formats,
     /// Renditions larger than this are transferred in the background.
     pub async_threshold: u64,
+    /// The renditions fetched at the first open of an asset.
+    pub renditions: RenditionSelection,
     /// Whether new versions replace materialized assets.
     pub revalidate: bool,
 }
@@ -246,6 +249,7 @@ pub fn namespace_counted<R: Remote>(
         MaterializeConfig {
             step: Budget::new(layout.fetch_timeout),
             async_threshold: layout.async_threshold,
+            renditions: layout.renditions,
         },
     );
     let config = VfsConfig {

@@ -2,7 +2,8 @@
 //! chunks (a multi-GiB file never sits in memory), `Content-Length`, `Content-Type`,
 //! `Last-Modified`, a single byte range (206, or 416 when unsatisfiable), `If-Modified-Since`
 //! (304), and `Accept-Ranges` advertised only above [`ADVERTISE_RANGES_ABOVE`]. No ETag, as
-//! Sling sends none. Which file a URL names is decided by `routes`; HEAD bodies are dropped by
+//! Sling sends none; `Cache-Control: public`, so that a shared cache may keep what it fetched
+//! with credentials (see `reply::CACHE_CONTROL`). Which file a URL names is decided by `routes`; HEAD bodies are dropped by
 //! the envelope in `mod.rs`.
 
 use std::io::SeekFrom;
@@ -15,7 +16,7 @@ use axum::response::Response;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::reply::{HttpError, HttpResult};
+use super::reply::{self, HttpError, HttpResult};
 
 /// `Accept-Ranges: bytes` is sent only for files larger than this (100 KiB), as Sling does;
 /// ranges are honoured for every size.
@@ -120,7 +121,8 @@ pub(crate) async fn serve_file(
 
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, header_value(mime))
-        .header(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(mtime)));
+        .header(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(mtime)))
+        .header(header::CACHE_CONTROL, reply::CACHE_CONTROL);
     if size > ADVERTISE_RANGES_ABOVE {
         builder = builder.header(header::ACCEPT_RANGES, "bytes");
     }

@@ -5,8 +5,8 @@
 //!
 //! This module owns the server's lifecycle ([`run`], [`serve_blocking`]), the configuration
 //! types, and the envelope every request passes through, in order: the stall control, the
-//! credential check (401), the method check (405), dispatch, HEAD (same headers, no body), the
-//! request record and the access log line. What a URL means is decided in `routes`; the
+//! credential check (401), the method check (405), dispatch, `If-None-Match` (304), HEAD (same
+//! headers, no body), the request record and the access log line. What a URL means is decided in `routes`; the
 //! folder, its sidecar and caches live in `catalog`; the formats in `siren`, `sling` and
 //! `querybuilder`; bytes on the wire in `binary`; generated renditions in `renditions`. The
 //! served folder is never written to.
@@ -282,7 +282,7 @@ async fn answer(app: &App, parts: &axum::http::request::Parts) -> Response {
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
     };
-    routes::dispatch(&ctx, parts.uri.path()).await
+    reply::conditional(&parts.headers, routes::dispatch(&ctx, parts.uri.path()).await)
 }
 
 /// Whether the request carries credentials the catalog accepts now.

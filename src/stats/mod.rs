@@ -157,15 +157,22 @@ pub const XATTR: &str = "user.damfs.stats";
 
 /// Reads the counters a live mount serves at `mountpoint` (its root's [`XATTR`]).
 pub fn read_from(mountpoint: &Path) -> std::io::Result<serde_json::Map<String, serde_json::Value>> {
-    let path = CString::new(mountpoint.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let name = CString::new(XATTR).map_err(std::io::Error::other)?;
+    let value = read_xattr(mountpoint, XATTR)?;
+    serde_json::from_slice(&value).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{XATTR} is not JSON: {e}"))
+    })
+}
+
+/// The value (at most 64 KiB) of the extended attribute `name` of `path`.
+pub fn read_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let name = CString::new(name).map_err(std::io::Error::other)?;
     let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
     let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    serde_json::from_slice(&buf[..n as usize]).map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{XATTR} is not JSON: {e}"))
-    })
+    buf.truncate(n as usize);
+    Ok(buf)
 }

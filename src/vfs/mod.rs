@@ -298,9 +298,12 @@ impl<R: Remote> Vfs<R> {
             Node::Asset(path) => {
                 let child = self.asset_child(path);
                 let mtime = child.as_ref().map(|c| c.modified()).unwrap_or(self.started);
-                match self.materializer.original_size(path) {
-                    Some(size) => Ok(file(size, mtime, self.config.dir_ttl)),
-                    None => Ok(file(child.and_then(|c| c.size).unwrap_or(0), mtime, SHORT_TTL)),
+                // A listed size holds for the listing's life: the open that finds the
+                // original's real length different invalidates the kernel's copy.
+                match (self.materializer.original_size(path), child.and_then(|c| c.size)) {
+                    (Some(size), _) => Ok(file(size, mtime, self.config.dir_ttl)),
+                    (None, Some(listed)) => Ok(file(listed, mtime, self.config.dir_ttl)),
+                    (None, None) => Ok(file(0, mtime, SHORT_TTL)),
                 }
             }
             Node::Rendition(asset, name) => {

@@ -36,7 +36,9 @@ impl<R: Remote> Vfs<R> {
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<String>> {
         let node = self.node(ino)?;
         Ok(match &*node {
-            Node::Folder(f) if *f == self.config.root => vec![crate::stats::XATTR.into()],
+            Node::Folder(f) if *f == self.config.root => {
+                vec![crate::stats::XATTR.into(), crate::materialize::select::XATTR.into()]
+            }
             Node::Asset(path) => {
                 let titled = self.materializer.cached_manifest(path).is_none_or(|m| m.meta.title.is_some());
                 let mut names = Vec::new();
@@ -57,6 +59,9 @@ impl<R: Remote> Vfs<R> {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
                 let snapshot = self.snapshot();
                 serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))
+            }
+            (Node::Folder(f), crate::materialize::select::XATTR) if *f == self.config.root => {
+                Ok(self.materializer.selection().to_string().into_bytes())
             }
             (Node::Asset(path), "user.dam.remote") => Ok(self.dirs.asset_url(path).into_bytes()),
             (Node::Asset(path), "user.dam.title" | "user.dam.tags" | "user.dam.format") => {

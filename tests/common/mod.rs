@@ -219,6 +219,7 @@ pub fn fake_layout(fetch_timeout: Duration, dir_ttl: Duration) -> damfs::mount::
         dir_ttl,
         formats: damfs::listing::Formats::Images,
         async_threshold: 10 << 20,
+        renditions: damfs::materialize::RenditionSelection::all(),
         revalidate: true,
     }
 }

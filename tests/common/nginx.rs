@@ -25,6 +25,12 @@ impl Nginx {
     /// Starts nginx with its prefix in `prefix` and one server listening on a free port with
     /// the `listen` parameters given (`ssl`, or nothing) and the directives of `server`.
     pub fn start(prefix: &Path, listen: &str, server: &str) -> Nginx {
+        Nginx::start_http(prefix, |port| format!("server {{ listen 127.0.0.1:{port} {listen};\n{server}\n}}"))
+    }
+
+    /// Starts nginx with its prefix in `prefix` and the directives `http` makes, for the free
+    /// port it is given, inside the `http` block (a server listening on that port among them).
+    pub fn start_http(prefix: &Path, http: impl FnOnce(u16) -> String) -> Nginx {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
         let binary = binary.expect("nginx is needed for this test (apt-get install nginx-light or nginx)");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -34,11 +40,12 @@ impl Nginx {
             &conf,
             format!(
                 "user root;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
-                 events {{ worker_connections 64; }}\n\
+                 events {{ worker_connections 256; }}\n\
                  http {{ access_log off;\n\
                  client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};\n\
-                 server {{ listen 127.0.0.1:{port} {listen};\n{server}\n}} }}\n",
+                 {http}\n}}\n",
                 p = prefix.display(),
+                http = http(port),
             ),
         )
         .unwrap();
