@@ -12,7 +12,8 @@
 //! ```
 //!
 //! vfs keeps one thing in the cache itself, inode numbers, through `cache::InodeStore`.
-//! Shared by several layers and depending on none: `flight` (single-flight), `deadline`
+//! Shared by several layers and depending on none: `flight` (single-flight), `bounded` (a
+//! least-recently-used map bounded by weight), `deadline`
 //! (a caller's deadline, a step's budget), `names` (the one rule for file names), `digest`,
 //! `error`, `stats` and `metrics` (what a Prometheus scraper reads). Beside the mount:
 //! `serve`, the sample DAM (`damfs serve`), and `sample`, which generates the sample data it
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod cache;
 pub mod cli;
 pub mod config;

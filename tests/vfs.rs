@@ -349,6 +349,56 @@ async fn a_readdir_numbers_its_entries_in_a_few_index_queries() {
     }
 }
 
+#[tokio::test]
+async fn reopening_a_materialized_asset_asks_neither_the_index_nor_the_remote() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let a = s.vfs.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+    let first = s.vfs.open(a, libc::O_RDONLY, soon()).await.unwrap();
+    let file = first.backing.clone().expect("a complete file backs the handle");
+    assert_eq!(first.keep.as_deref(), Some("we/a.jpg"), "complete content may be kept");
+    s.vfs.release(first.fh);
+    let (queries, requests) = (s.cache.queries(), s.remote.counts().total());
+    for _ in 0..100 {
+        let again = s.vfs.reopen(a, libc::O_RDONLY, Arc::clone(&file)).unwrap().unwrap();
+        assert_eq!(s.vfs.read(again.fh, 0, 10, soon()).await.unwrap().len(), 10);
+        s.vfs.release(again.fh);
+    }
+    assert_eq!(s.cache.queries(), queries, "a reopen queried the index");
+    assert_eq!(s.remote.counts().total(), requests, "a reopen asked the remote");
+    assert!(matches!(s.vfs.reopen(a, libc::O_RDWR, Arc::clone(&file)), Some(Err(FsError::ReadOnly))));
+    assert!(s.vfs.reopen(we, libc::O_RDONLY, Arc::clone(&file)).is_none(), "a folder is not reopened");
+    // Once its content leaves the cache, the file is not reopened: the usual open fetches it.
+    s.cache.drop_unused();
+    assert!(s.vfs.reopen(a, libc::O_RDONLY, file).is_none(), "an evicted file was reopened");
+    assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
+}
+
+#[tokio::test]
+async fn the_taxonomy_comes_from_the_index_without_holding_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let remote = remote();
+    let config = common::fake_layout(Duration::from_secs(5), Duration::from_secs(60));
+    {
+        let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
+        let s = build(config.clone(), &remote, Arc::clone(&cache), 10 << 20);
+        let we = s.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+        let a = s.lookup(we, "a.jpg", soon()).await.unwrap().attr.ino;
+        read_all(&s, a).await.unwrap();
+        cache.close();
+    }
+    // A new mount: nothing decoded yet; `.tags` lists what the index holds.
+    let cache = Arc::new(Cache::open(&cache_dir, "fake", None).unwrap());
+    let s = build(config, &remote, Arc::clone(&cache), 10 << 20);
+    let tags = s.lookup(ROOT_INO, ".tags", soon()).await.unwrap().attr.ino;
+    let ns = s.lookup(tags, "ns", soon()).await.unwrap().attr.ino;
+    let x = s.lookup(ns, "x", soon()).await.unwrap().attr.ino;
+    let y = s.lookup(x, "y", soon()).await.unwrap().attr.ino;
+    let links = s.readdir(y, soon()).await.unwrap();
+    assert_eq!(links.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["a.jpg"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn text_and_metadata_renditions_wait_for_their_own_open() {
     let remote = FakeRemote::new();

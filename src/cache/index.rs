@@ -157,6 +157,17 @@ pub fn assets_with_manifest(conn: &Connection) -> rusqlite::Result<Vec<String>> 
     rows.collect()
 }
 
+/// Calls `f` with the path and manifest JSON of every asset with a manifest, row by row.
+pub fn each_manifest(conn: &Connection, f: &mut dyn FnMut(&str, &str)) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT path, manifest FROM assets")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (path, json): (String, String) = (row.get(0)?, row.get(1)?);
+        f(&path, &json);
+    }
+    Ok(())
+}
+
 /// A folder listing and when it was fetched.
 pub fn listing(conn: &Connection, folder: &str) -> rusqlite::Result<Option<(String, i64)>> {
     conn.query_row("SELECT json, fetched_at FROM listings WHERE path = ?1", [folder], |r| {

@@ -143,6 +143,7 @@ impl Cache {
             let _ = fs::remove_file(self.content_path(asset, &name));
         }
         self.send(IndexOp::DropContent { path: asset.into() });
+        self.content_dropped(asset);
     }
     /// Number of assets with content and bytes of content (charged in whole blocks).
     pub fn usage(&self) -> (u64, u64) {

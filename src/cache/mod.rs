@@ -91,7 +91,24 @@ pub struct Cache {
     /// count against the cap beside `State::total`.
     temp_bytes: AtomicU64,
     next_ino: AtomicU64,
+    /// Manifests stored or dropped so far.
+    manifest_writes: AtomicU64,
+    /// Told of each asset whose content files are removed.
+    dropped: DroppedHook,
     _lock: File,
+}
+
+/// Told of an asset whose content files were removed.
+pub type ContentHook = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The hook told of assets whose content files are removed, set once.
+#[derive(Default)]
+struct DroppedHook(std::sync::OnceLock<ContentHook>);
+
+impl std::fmt::Debug for DroppedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "DroppedHook(set)" } else { "DroppedHook(unset)" })
+    }
 }
 
 /// Seconds since the epoch, now.
@@ -182,6 +199,8 @@ impl Cache {
             committing: Mutex::new(None),
             temp_bytes: AtomicU64::new(0),
             next_ino: AtomicU64::new(next_ino),
+            manifest_writes: AtomicU64::new(0),
+            dropped: DroppedHook::default(),
             _lock: lock,
         })
     }
@@ -293,6 +312,19 @@ impl Cache {
         Ok(dest)
     }
 
+    /// Has `hook` told of each asset whose content files are removed (evicted, dropped for
+    /// a new version, cleared on request), after the removal (once; later calls are
+    /// ignored). It runs on the thread that removed them, with no lock of the cache held.
+    pub fn on_content_dropped(&self, hook: ContentHook) {
+        let _ = self.dropped.0.set(hook);
+    }
+
+    fn content_dropped(&self, asset: &str) {
+        if let Some(hook) = self.dropped.0.get() {
+            hook(asset);
+        }
+    }
+
     /// Forgets one rendition whose file turned out missing or damaged.
     pub fn forget_rendition(&self, asset: &str, name: &str) {
         let path = self.content_path(asset, name);
@@ -315,6 +347,7 @@ impl Cache {
         }
         let _ = fs::remove_file(path);
         self.send(IndexOp::DropRendition { asset: asset.into(), name: name.into() });
+        self.content_dropped(asset);
     }
 
     /// Forgets an asset the remote has a new version of, or no longer has: its content
@@ -327,7 +360,18 @@ impl Cache {
 
     /// Forgets an asset's stored manifest (it is fetched again at the next need).
     pub fn drop_manifest(&self, asset: &str) {
+        self.manifest_writes.fetch_add(1, Ordering::Relaxed);
         self.send(IndexOp::DropManifest { path: asset.into() });
+    }
+
+    /// Manifests stored or dropped by this process so far.
+    pub fn manifest_writes(&self) -> u64 {
+        self.manifest_writes.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` with every stored manifest (asset path, JSON), one row at a time.
+    pub fn each_manifest(&self, mut f: impl FnMut(&str, &str)) {
+        self.query("manifests", |c| index::each_manifest(c, &mut f));
     }
 
     /// An asset's stored manifest.
@@ -335,13 +379,9 @@ impl Cache {
         self.query("a manifest", |c| index::manifest(c, asset)).flatten()
     }
 
-    /// Paths of every asset with a stored manifest.
-    pub fn assets_with_manifest(&self) -> Vec<String> {
-        self.query("manifests", index::assets_with_manifest).unwrap_or_default()
-    }
-
     /// Stores an asset's manifest.
     pub fn put_manifest(&self, asset: &str, manifest: String) {
+        self.manifest_writes.fetch_add(1, Ordering::Relaxed);
         self.send(IndexOp::Asset { path: asset.into(), manifest, fetched_at: now_secs() });
     }
 

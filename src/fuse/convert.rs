@@ -73,12 +73,15 @@ pub(super) fn reply_xattr(reply: ReplyXattr, size: u32, result: FsResult<Vec<u8>
 
 /// Sends a directory's entries from `offset` on, `.` and `..` first, to `add` (a READDIR or a
 /// READDIRPLUS reply) until it says the reply is full. `add` gets the offset of the entry
-/// after this one, its name and its attributes. Costs only the entries sent.
+/// after this one, its name and its attributes. Costs only the entries sent. With `plus`
+/// (READDIRPLUS), each entry that fits is one lookup the kernel will forget; `.` and `..`
+/// are not (the kernel takes no reference from them).
 pub(super) fn fill_dir<R: Remote>(
     vfs: &Vfs<R>,
     ino: u64,
     items: &[DirItem],
     offset: u64,
+    plus: bool,
     mut add: impl FnMut(u64, &str, &Entry) -> bool,
 ) {
     let dir = |ino| Entry {
@@ -98,6 +101,9 @@ pub(super) fn fill_dir<R: Remote>(
         at += 1;
         if add(at, &item.name, &item.entry) {
             return;
+        }
+        if plus {
+            vfs.entry_sent(item);
         }
     }
 }

@@ -29,13 +29,20 @@ impl<R: Remote> DamFs<R> {
         stopping: CancellationToken,
     ) -> (Self, Arc<OnceLock<Notifier>>) {
         let notifier = Arc::new(OnceLock::new());
+        let io = Arc::new(Mutex::new(IoModes::default()));
+        let kept = Arc::downgrade(&io);
+        vfs.on_content_dropped(Box::new(move |asset| {
+            if let Some(io) = kept.upgrade() {
+                io.lock().content_dropped(asset);
+            }
+        }));
         let fs = DamFs {
             vfs,
             runtime,
             uid,
             gid,
             passthrough: AtomicBool::new(false),
-            io: Arc::new(Mutex::new(IoModes::default())),
+            io,
             notifier: Arc::clone(&notifier),
             stopping,
         };

@@ -93,6 +93,14 @@ impl<R: Remote> Filesystem for DamFs<R> {
         );
     }
 
+    // BATCH_FORGET comes here too, one node at a time (fuser's default `batch_forget`; its
+    // argument type is not public to override it).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.count("forget");
+        self.vfs.forget(ino.0, nlookup);
+        self.io.lock().forget(ino.0);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.count("getattr");
         let (uid, gid) = (self.uid, self.gid);
@@ -132,7 +140,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
             move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    fill_dir(vfs, ino.0, &items, offset, |next, name, entry| {
+                    fill_dir(vfs, ino.0, &items, offset, false, |next, name, entry| {
                         let kind = fuse_attr(&entry.attr, 0, 0).kind;
                         reply.add(INodeNo(entry.attr.ino), next, kind, name)
                     });
@@ -157,7 +165,7 @@ impl<R: Remote> Filesystem for DamFs<R> {
             move |vfs, deadline| async move { vfs.readdir_open(ino.0, fh.0, offset, deadline).await },
             move |result, vfs| match result {
                 Ok(items) => {
-                    fill_dir(vfs, ino.0, &items, offset, |next, name, entry| {
+                    fill_dir(vfs, ino.0, &items, offset, true, |next, name, entry| {
                         let attr = fuse_attr(&entry.attr, uid, gid);
                         reply.add(INodeNo(entry.attr.ino), next, name, &entry.ttl, &attr, Generation(0))
                     });
@@ -179,6 +187,11 @@ impl<R: Remote> Filesystem for DamFs<R> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.count("open");
         let started = Instant::now();
+        // A kept passthrough inode is answered here, on the FUSE thread, at once.
+        let Err(reply) = io_mode::reopen(&self.io, ino, flags.0, &self.vfs, reply) else {
+            self.vfs.stats().metrics.opened(started.elapsed());
+            return;
+        };
         let passthrough = self.passthrough.load(Ordering::Relaxed);
         let io = Arc::clone(&self.io);
         let notifier = Arc::clone(&self.notifier);
@@ -254,7 +267,10 @@ impl<R: Remote> Filesystem for DamFs<R> {
         reply: ReplyEmpty,
     ) {
         self.count("flush");
-        reply.ok();
+        // Nothing is ever written, so a flush has nothing to do; ENOSYS tells the kernel
+        // so for good, and it stops sending one at every close(), which a web server
+        // opening a file per request would otherwise wait on each time.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -50,6 +50,8 @@ impl<R: Remote> Session<R> {
         spec: &MountSpec,
         stopping: CancellationToken,
     ) -> anyhow::Result<Session<R>> {
+        raise_open_files();
+        limit_malloc_arenas();
         // SAFETY: geteuid/getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let (fs, notifier) = DamFs::new(Arc::clone(&vfs), runtime, uid, gid, stopping);
@@ -83,6 +85,36 @@ impl<R: Remote> Session<R> {
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> std::io::Result<()> {
         self.inner.run()
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one: each open file and each
+/// kept passthrough backing file ([`super::io_mode::KEPT_IDLE`]) holds one, and the usual
+/// soft limit of 1,024 is below what a busy web server opens at once.
+fn raise_open_files() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::debug!("cannot raise the open-files limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+/// Most malloc arenas the daemon's threads share. glibc gives each thread that meets
+/// contention an arena of its own (up to 8 per core), and memory freed in one is never
+/// reused by another: with the FUSE, runtime and blocking threads, resident memory would
+/// swell with free blocks. Two keep allocation fast on these 2-core machines.
+const MALLOC_ARENAS: libc::c_int = 2;
+
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator setting.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }
 

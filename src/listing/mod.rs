@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::bounded::Bounded;
 use crate::cache::Cache;
 use crate::deadline::{Budget, Deadline};
 use crate::error::FsResult;
@@ -165,6 +166,11 @@ pub struct ListingConfig {
 /// request bounded by one step: 60 steps, five minutes with the default fetch timeout.
 const LISTING_CAP_STEPS: u32 = 60;
 
+/// Children of the listings held in memory, at most: about 8 MiB of names, formats and
+/// stamps, and more than the folders a walk or a web server works in at a time. A
+/// listing larger than that alone is held alone.
+const HELD_CHILDREN: u64 = 32_768;
+
 /// The listings of a mount.
 #[derive(Debug)]
 pub struct Listings<R> {
@@ -172,11 +178,17 @@ pub struct Listings<R> {
     cache: Arc<Cache>,
     stats: Arc<Stats>,
     config: ListingConfig,
-    /// Guards only the map; never held across I/O or an await.
-    held: Mutex<HashMap<String, Held>>,
+    /// Listings in memory, bounded by their children ([`HELD_CHILDREN`]); the others are
+    /// read back from the cache at their next use. Guards only the map; never held across
+    /// I/O or an await.
+    held: Mutex<Bounded<String, Held>>,
     flights: Arc<SingleFlight<String, Arc<Listing>>>,
-    /// Search results by words, with when they were fetched. Guards the map only.
-    searches: Mutex<HashMap<String, (Instant, search::Results)>>,
+    /// Search results by words, with when they were fetched, bounded by their results
+    /// ([`search::HELD_RESULTS`]). Guards the map only.
+    searches: Mutex<Bounded<String, (Instant, search::Results)>>,
+    /// When this mount began, seconds since the epoch: a listing persisted since then
+    /// was fetched by it, and keeps its age when read back.
+    started: i64,
     /// Told of what each re-read listing changed.
     on_change: OnChange,
 }
@@ -189,9 +201,10 @@ impl<R: Remote> Listings<R> {
             cache,
             stats,
             config,
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(Bounded::new(HELD_CHILDREN)),
             flights: Arc::default(),
-            searches: Mutex::new(HashMap::new()),
+            searches: Mutex::new(Bounded::new(search::HELD_RESULTS)),
+            started: crate::cache::now_secs(),
             on_change: OnChange::default(),
         })
     }
@@ -217,14 +230,24 @@ impl<R: Remote> Listings<R> {
         if let Some(held) = self.held.lock().get(folder) {
             return Some(Arc::clone(&held.listing));
         }
-        let (json, _) = self.cache.listing(folder)?;
+        let (listing, fetched) = self.stored(folder)?;
+        let weight = listing.children.len() as u64;
+        self.held.lock().insert(folder.to_string(), Held { listing: Arc::clone(&listing), fetched }, weight);
+        Some(listing)
+    }
+
+    /// The listing of `folder` persisted in the cache, with when it was fetched if this
+    /// mount fetched it (one held in memory before, then dropped for room).
+    fn stored(&self, folder: &str) -> Option<(Arc<Listing>, Option<Instant>)> {
+        let (json, fetched_at) = self.cache.listing(folder)?;
         match serde_json::from_str::<Listing>(&json) {
             Ok(listing) => {
                 let listing = Arc::new(Listing::new(listing.children));
-                self.held
-                    .lock()
-                    .insert(folder.to_string(), Held { listing: Arc::clone(&listing), fetched: None });
-                Some(listing)
+                let age = crate::cache::now_secs().saturating_sub(fetched_at);
+                let fetched = (fetched_at >= self.started)
+                    .then(|| Instant::now().checked_sub(Duration::from_secs(age.max(0) as u64)))
+                    .flatten();
+                Some((listing, fetched))
             }
             Err(e) => {
                 log::warn!("cache: the listing of /{folder} does not parse ({e}); it will be read again");
@@ -237,7 +260,7 @@ impl<R: Remote> Listings<R> {
     /// re-read in the background; unknown ones are fetched within `deadline`.
     pub async fn get(self: &Arc<Self>, folder: &str, deadline: Deadline) -> FsResult<Arc<Listing>> {
         let fresh = {
-            let held = self.held.lock();
+            let mut held = self.held.lock();
             held.get(folder)
                 .map(|h| (Arc::clone(&h.listing), h.fetched.is_some_and(|t| t.elapsed() < self.config.ttl)))
         };
@@ -293,7 +316,16 @@ impl<R: Remote> Listings<R> {
             Err(e) => log::warn!("/{key}: cannot persist the listing: {e}"),
         }
         let held = Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) };
-        let old = self.held.lock().insert(key.clone(), held).map(|h| h.listing);
+        let weight = listing.children.len() as u64;
+        let mut old = self.held.lock().insert(key.clone(), held, weight).map(|h| h.listing);
+        if old.is_none() {
+            // Dropped from memory for room (or never read): the persisted one is the old one.
+            let (this, folder) = (Arc::clone(&self), key.clone());
+            old = tokio::task::spawn_blocking(move || this.stored(&folder).map(|(l, _)| l))
+                .await
+                .ok()
+                .flatten();
+        }
         if let (Some(old), Some(hook)) = (old, self.on_change.0.get()) {
             let changed = changes(&old, &listing);
             if !changed.is_empty() {

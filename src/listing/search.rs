@@ -13,6 +13,10 @@ use crate::remote::Remote;
 /// Most search results listed in a `.search` directory.
 const SEARCH_LIMIT: usize = 1000;
 
+/// Search results held in memory, at most (the oldest searches are dropped first, and asked
+/// again at their next use).
+pub(super) const HELD_RESULTS: u64 = 20 * SEARCH_LIMIT as u64;
+
 /// Search results: (link name, asset path), by path.
 pub type Results = Arc<Vec<(String, String)>>;
 
@@ -41,7 +45,8 @@ impl<R: Remote> Listings<R> {
         paths.sort();
         paths.dedup();
         let results = Arc::new(crate::names::link_names(paths));
-        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)));
+        let weight = results.len() as u64;
+        self.searches.lock().insert(words.to_string(), (Instant::now(), Arc::clone(&results)), weight);
         Ok(results)
     }
 }

@@ -22,6 +22,7 @@ use crate::deadline::{Budget, Deadline};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
+use crate::bounded::Bounded;
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
 use crate::flight::{Abandoned, SingleFlight};
@@ -30,6 +31,13 @@ use crate::stats::Stats;
 pub use content::{AssetContent, OpenRendition, PinGuard, RenditionState};
 pub use manifest::{Manifest, RenditionEntry, TagRef};
 pub use select::RenditionSelection;
+
+/// Decoded manifests held in memory: a few KiB each (their metadata), a few MiB in all.
+const HELD_MANIFESTS: u64 = 4096;
+
+/// Materialized assets whose rendition states are held in memory (a few hundred bytes
+/// each): more than the assets a web server serves at once.
+const HELD_CONTENTS: u64 = 4096;
 
 /// Most renditions of one asset downloaded at once: enough for AEM's standard set (the
 /// original, three thumbnails, the web rendition) in one round.
@@ -54,10 +62,13 @@ pub struct Materializer<R> {
     stats: Arc<Stats>,
     config: MaterializeConfig,
     titles: manifest::TagTitles,
-    /// Decoded manifests (from the cache or the remote). Guards only the map.
-    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
-    /// Assets with every rendition complete or in transfer. Guards only the map.
-    contents: Mutex<HashMap<String, Arc<AssetContent>>>,
+    /// Decoded manifests (from the cache or the remote), the [`HELD_MANIFESTS`] used last;
+    /// the others are decoded again from the index at their next use. Guards only the map.
+    manifests: Mutex<Bounded<String, Arc<Manifest>>>,
+    /// Assets with every rendition complete or in transfer, the [`HELD_CONTENTS`] used
+    /// last; the others are found in the index again at their next open. Open files hold
+    /// what they read, never this map. Guards only the map.
+    contents: Mutex<Bounded<String, Arc<AssetContent>>>,
     manifest_flights: Arc<SingleFlight<String, Arc<Manifest>>>,
     content_flights: Arc<SingleFlight<String, Arc<AssetContent>>>,
     /// Renditions left out of the first open, fetched when opened: by asset, name and the
@@ -80,8 +91,8 @@ impl<R: Remote> Materializer<R> {
             stats,
             config,
             titles: manifest::TagTitles::default(),
-            manifests: Mutex::new(HashMap::new()),
-            contents: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(Bounded::new(HELD_MANIFESTS)),
+            contents: Mutex::new(Bounded::new(HELD_CONTENTS)),
             manifest_flights: Arc::default(),
             content_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
             rendition_flights: Arc::new(SingleFlight::new(Abandoned::Cancel)),
@@ -104,7 +115,7 @@ impl<R: Remote> Materializer<R> {
             }
             Ok(m) => {
                 let m = Arc::new(m);
-                self.manifests.lock().insert(asset.to_string(), Arc::clone(&m));
+                self.manifests.lock().insert(asset.to_string(), Arc::clone(&m), 1);
                 Some(m)
             }
             Err(e) => {
@@ -124,6 +135,16 @@ impl<R: Remote> Materializer<R> {
         PinGuard::new(&self.cache, asset)
     }
 
+    /// Records a use of `asset`'s content (its place in the cache's eviction order).
+    pub fn touch(&self, asset: &str) {
+        self.cache.touch(asset);
+    }
+
+    /// Has `hook` told of every asset whose content files leave the cache.
+    pub fn on_content_dropped(&self, hook: Box<dyn Fn(&str) + Send + Sync>) {
+        self.cache.on_content_dropped(hook);
+    }
+
     /// Assets with content and bytes of content in the cache.
     pub fn cache_usage(&self) -> (u64, u64) {
         self.cache.usage()
@@ -137,12 +158,37 @@ impl<R: Remote> Materializer<R> {
         self.cache.rendition(asset, name).map(|r| r.size)
     }
 
-    /// Decodes every manifest stored in the cache (the local taxonomy covers them all).
-    /// Reads the whole index: off the runtime's workers.
-    pub fn load_stored_manifests(&self) {
-        for asset in self.cache.assets_with_manifest() {
-            self.cached_manifest(&asset);
+    /// The tag ids of every asset with a stored manifest (the local taxonomy covers them
+    /// all), read from the index one manifest at a time: none is kept. Waits for the
+    /// index to have every manifest stored so far; reads the whole index: off the
+    /// runtime's workers.
+    pub fn stored_tags(&self) -> Vec<(String, Vec<String>)> {
+        #[derive(serde::Deserialize)]
+        struct Tagged {
+            #[serde(default)]
+            tags: Vec<TagId>,
         }
+        #[derive(serde::Deserialize)]
+        struct TagId {
+            id: String,
+        }
+        self.cache.flush();
+        let mut tagged = Vec::new();
+        self.cache.each_manifest(|asset, json| match serde_json::from_str::<Tagged>(json) {
+            Ok(t) if !t.tags.is_empty() => {
+                tagged.push((asset.to_string(), t.tags.into_iter().map(|t| t.id).collect()));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("cache: the manifest of {asset} does not parse ({e}); its tags are left out")
+            }
+        });
+        tagged
+    }
+
+    /// Changes to the stored manifests so far: the taxonomy is built again when it moved.
+    pub fn manifests_changed(&self) -> u64 {
+        self.cache.manifest_writes()
     }
 
     /// [`Materializer::cached_manifest`] for async callers: what is not in memory is read
@@ -153,11 +199,6 @@ impl<R: Remote> Materializer<R> {
         }
         let (this, key) = (Arc::clone(self), asset.to_string());
         tokio::task::spawn_blocking(move || this.cached_manifest(&key)).await.ok().flatten()
-    }
-
-    /// Every manifest decoded so far (for the local tag taxonomy).
-    pub fn known_manifests(&self) -> Vec<Arc<Manifest>> {
-        self.manifests.lock().values().cloned().collect()
     }
 
     /// The manifest of `asset`, from the cache or the remote.
@@ -187,7 +228,7 @@ impl<R: Remote> Materializer<R> {
             serde_json::to_string(&m).map_err(|e| FsError::Internal(format!("manifest of {key}: {e}")))?;
         self.cache.put_manifest(&key, json);
         let m = Arc::new(m);
-        self.manifests.lock().insert(key, Arc::clone(&m));
+        self.manifests.lock().insert(key, Arc::clone(&m), 1);
         Ok(m)
     }
 
@@ -296,7 +337,7 @@ impl<R: Remote> Materializer<R> {
             }
         }
         let content = Arc::new(AssetContent::new(manifest, renditions, false, self.version(asset)));
-        self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
+        self.contents.lock().insert(asset.to_string(), Arc::clone(&content), 1);
         self.cache.touch(asset);
         Some(content)
     }
@@ -426,7 +467,7 @@ impl<R: Remote> Materializer<R> {
             self.start_background(asset, &content, job).await?;
         }
         if !uncached && !version.load(Ordering::SeqCst) {
-            self.contents.lock().insert(asset.to_string(), Arc::clone(&content));
+            self.contents.lock().insert(asset.to_string(), Arc::clone(&content), 1);
         }
         Ok(content)
     }

@@ -365,6 +365,11 @@ impl Collector for LiveCollector {
             ("damfs_cache_assets", "Assets with content in the cache", Some(live.cached_assets)),
             ("damfs_cache_cap_bytes", "The cache's bound (--cache-size)", cache_cap),
             ("damfs_open_handles", "Open file handles", Some(live.open_handles)),
+            (
+                "damfs_inodes",
+                "Nodes in the inode table (held by the kernel, or named lately)",
+                Some(live.inodes),
+            ),
             ("damfs_transfers_in_flight", "Renditions being transferred", Some(live.transfers_in_flight)),
             (
                 "damfs_requests_waiting",

@@ -209,12 +209,7 @@ pub struct Layout {
 
 /// What a scrape reads of a live mount.
 fn live<R: Remote>(vfs: &Vfs<R>, cache: &Cache) -> Live {
-    let (assets, bytes) = vfs.cache_usage();
-    Live {
-        stats: vfs.stats().snapshot(assets, bytes, vfs.open_handles()),
-        cache_cap: cache.cap(),
-        token_expires: vfs.stats().auth.expires(),
-    }
+    Live { stats: vfs.snapshot(), cache_cap: cache.cap(), token_expires: vfs.stats().auth.expires() }
 }
 
 /// Wires the namespace over `remote` and `cache`: the listing and search service and the

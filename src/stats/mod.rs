@@ -122,6 +122,7 @@ impl Stats {
             passthrough_opens: get(&self.passthrough_opens),
             dir_snapshots: get(&self.dir_snapshots),
             open_handles,
+            inodes: 0,
             transfers_in_flight: get(&self.transfers_in_flight),
             requests_waiting: get(&self.requests_waiting),
             auth: auth.0,

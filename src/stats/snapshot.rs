@@ -19,6 +19,8 @@ pub struct StatsSnapshot {
     pub passthrough_opens: u64,
     pub dir_snapshots: u64,
     pub open_handles: u64,
+    /// Nodes in the inode table: what the kernel holds, and what was named lately.
+    pub inodes: u64,
     pub transfers_in_flight: u64,
     pub requests_waiting: u64,
     /// How the mount authenticates: none, basic, token, token file, service credentials.

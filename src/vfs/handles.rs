@@ -2,7 +2,7 @@
 //! them (waiting for bytes still in transfer), and releasing them.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -12,6 +12,7 @@ use super::Remote;
 use super::inode::Node;
 use super::{Handle, Opened, Vfs, reserved};
 use crate::error::{FsError, FsResult};
+use crate::stats::Stats;
 
 impl<R: Remote> Vfs<R> {
     /// Opens a file for reading. Any write access is refused.
@@ -20,8 +21,9 @@ impl<R: Remote> Vfs<R> {
             return Err(FsError::ReadOnly);
         }
         let node = self.node(ino)?;
+        let mut processing = false;
         if let Node::Asset(asset) | Node::Rendition(asset, _) | Node::MetadataFile(asset) = &*node {
-            let processing = self.asset_child(asset).is_some_and(|c| c.processing);
+            processing = self.asset_child(asset).is_some_and(|c| c.processing);
             self.materializer.set_processing(asset, processing);
         }
         let (handle, stale_attr) = match &*node {
@@ -77,9 +79,46 @@ impl<R: Remote> Vfs<R> {
             Handle::File { file, transfer: None, .. } => Some(Arc::clone(file)),
             _ => None,
         };
+        let keep = match (&*node, &backing) {
+            (Node::Asset(asset) | Node::Rendition(asset, _), Some(_)) if !processing => Some(asset.clone()),
+            _ => None,
+        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(handle));
-        Ok(Opened { fh, backing, stale_attr })
+        Ok(Opened { fh, backing, stale_attr, keep })
+    }
+
+    /// Opens `ino` again on `file`, the complete content an earlier open of it returned
+    /// (its [`Opened::keep`]), without asking the cache or the remote: no index query, no
+    /// request, no wait. None when `ino` no longer names an asset or a rendition, or the
+    /// file has left the cache (unlinked): the caller opens it the usual way.
+    pub fn reopen(&self, ino: u64, flags: i32, file: Arc<File>) -> Option<FsResult<Opened>> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0 {
+            return Some(Err(FsError::ReadOnly));
+        }
+        let node = self.inodes.get(ino)?;
+        let (asset, what) = match &*node {
+            Node::Asset(asset) => (asset, asset.clone()),
+            Node::Rendition(asset, name) => (asset, format!("{asset} rendition {name}")),
+            _ => return None,
+        };
+        // Evicted, verified away or replaced by a new version since: its name is gone.
+        if file.metadata().ok()?.nlink() == 0 {
+            return None;
+        }
+        let pin = self.materializer.pin(asset);
+        self.materializer.touch(asset);
+        Stats::add(&self.stats.cache_hits, 1);
+        let handle = Handle::File { file: Arc::clone(&file), transfer: None, what, _pin: pin };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(handle));
+        Some(Ok(Opened { fh, backing: Some(file), stale_attr: false, keep: Some(asset.clone()) }))
+    }
+
+    /// Has `hook` told of every asset whose content leaves the cache (evicted, dropped for
+    /// a new version or on request): what was opened on that content must not be reopened.
+    pub fn on_content_dropped(&self, hook: Box<dyn Fn(&str) + Send + Sync>) {
+        self.materializer.on_content_dropped(hook);
     }
 
     /// Reads from an open handle; waits (until `deadline`) for bytes still in transfer.

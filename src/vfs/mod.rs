@@ -77,6 +77,8 @@ pub struct DirItem {
     pub name: String,
     /// The child.
     pub entry: Entry,
+    /// What the child is (for counting the entry when a READDIRPLUS reply hands it over).
+    node: Arc<Node>,
 }
 
 /// An opened file.
@@ -89,6 +91,10 @@ pub struct Opened {
     /// The kernel's cached attributes of this inode are wrong (the real length of the
     /// original differs from the listed `dam:size`) and must be invalidated.
     pub stale_attr: bool,
+    /// The asset whose complete, final content `backing` is: the inode may be opened
+    /// again on the same file ([`Vfs::reopen`]) until that content leaves the cache. None
+    /// while the remote is still processing the asset (a later open asks again).
+    pub keep: Option<String>,
 }
 
 #[derive(Debug)]
@@ -132,11 +138,9 @@ pub struct Vfs<R> {
     /// Open directories and the entries taken at their first read. Guards the map only.
     dir_handles: Mutex<HashMap<u64, Option<Arc<Vec<DirItem>>>>>,
     next_fh: AtomicU64,
-    /// Set once every manifest in the cache has been loaded for the taxonomy.
-    taxonomy_loaded: std::sync::OnceLock<()>,
-    /// The last taxonomy built, with the number of manifests it was built from. Guards the
-    /// value only: building happens outside.
-    taxonomy: Mutex<Option<(usize, Arc<reserved::Taxonomy>)>>,
+    /// The last taxonomy built, with the count of manifest changes it was built at. Guards
+    /// the value only: building happens outside.
+    taxonomy: Mutex<Option<(u64, Arc<reserved::Taxonomy>)>>,
     started: SystemTime,
     /// Where invalidations for the kernel go.
     kernel: changes::Kernel,
@@ -163,7 +167,6 @@ impl<R: Remote> Vfs<R> {
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            taxonomy_loaded: std::sync::OnceLock::new(),
             taxonomy: Mutex::new(None),
             started: SystemTime::now(),
             kernel: changes::Kernel::default(),
@@ -207,16 +210,17 @@ impl<R: Remote> Vfs<R> {
 
     /// The inode number of a node: the one it had (in this mount or an earlier one), or a
     /// new one, persisted.
-    fn ino(&self, node: &Node) -> u64 {
+    /// With `counted`, the kernel is about to be given an entry of it (a LOOKUP reply).
+    fn ino(&self, node: &Node, counted: bool) -> u64 {
         if let Some(ino) = self.inodes.find(node) {
-            return ino;
+            return if counted { self.inodes.insert(node, ino, true) } else { ino };
         }
         let key = node.key();
         match self.store.get(&key) {
-            Some(ino) => self.inodes.insert(node, ino),
+            Some(ino) => self.inodes.insert(node, ino, counted),
             None => {
                 let fresh = self.store.fresh();
-                let ino = self.inodes.insert(node, fresh);
+                let ino = self.inodes.insert(node, fresh, counted);
                 if ino == fresh {
                     self.store.put(&key, ino);
                 }
@@ -239,11 +243,11 @@ impl<R: Remote> Vfs<R> {
         for (key, node) in &missing {
             match known.get(key) {
                 Some(&ino) => {
-                    self.inodes.insert(node, ino);
+                    self.inodes.insert(node, ino, false);
                 }
                 None => {
                     let fresh = self.store.fresh();
-                    if self.inodes.insert(node, fresh) == fresh {
+                    if self.inodes.insert(node, fresh, false) == fresh {
                         self.store.put(key, fresh);
                     }
                 }
@@ -354,8 +358,38 @@ impl<R: Remote> Vfs<R> {
     pub async fn lookup(self: &Arc<Self>, parent: u64, name: &str, deadline: Deadline) -> FsResult<Entry> {
         let node = self.node(parent)?;
         let child = self.child(&node, name, deadline).await?;
-        let ino = self.ino(&child);
-        self.entry(&child, ino, true, deadline).await
+        let ino = self.ino(&child, true);
+        let entry = self.entry(&child, ino, true, deadline).await;
+        if entry.is_err() {
+            // The kernel gets no entry: nothing for it to forget.
+            self.inodes.forget(ino, 1);
+        }
+        entry
+    }
+
+    /// The kernel forgot `n` entries of `ino` (FORGET): at zero the node leaves the
+    /// inode table; a later lookup finds its number in the index again.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    /// A READDIRPLUS reply handed the kernel this entry (one more lookup to forget).
+    pub fn entry_sent(&self, item: &DirItem) {
+        self.inodes.count(item.entry.attr.ino, &item.node);
+    }
+
+    /// Nodes in the inode table: those the kernel holds, and those named lately.
+    pub fn inodes_held(&self) -> u64 {
+        self.inodes.len() as u64
+    }
+
+    /// The counters of the mount with the values kept elsewhere (cache usage, handles,
+    /// the inode table).
+    pub fn snapshot(&self) -> crate::stats::StatsSnapshot {
+        let (assets, bytes) = self.cache_usage();
+        let mut snapshot = self.stats.snapshot(assets, bytes, self.open_handles());
+        snapshot.inodes = self.inodes_held();
+        snapshot
     }
 
     async fn child(self: &Arc<Self>, node: &Node, name: &str, deadline: Deadline) -> FsResult<Node> {
@@ -479,9 +513,9 @@ impl<R: Remote> Vfs<R> {
         self.load_inodes(children.iter().map(|(_, child)| child));
         let mut items = Vec::with_capacity(children.len());
         for (name, child) in children {
-            let ino = self.ino(&child);
+            let ino = self.ino(&child, false);
             let entry = self.entry(&child, ino, false, deadline).await?;
-            items.push(DirItem { name, entry });
+            items.push(DirItem { name, entry, node: Arc::new(child) });
         }
         Ok(items)
     }
@@ -500,7 +534,7 @@ impl<R: Remote> Vfs<R> {
             Node::SearchDir(_) => Node::SearchRoot,
             _ => return ROOT_INO,
         };
-        self.ino(&parent)
+        self.ino(&parent, false)
     }
 }
 

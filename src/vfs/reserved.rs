@@ -65,17 +65,17 @@ pub struct Taxonomy {
 }
 
 impl Taxonomy {
-    /// Builds the taxonomy of `manifests`, keeping assets under `root` only.
-    pub fn build<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> Taxonomy {
+    /// Builds the taxonomy of `tagged` assets: (asset path, its tag ids).
+    pub fn build(tagged: impl Iterator<Item = (String, Vec<String>)>) -> Taxonomy {
         let mut dirs: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
         dirs.entry(String::new()).or_default();
-        for manifest in manifests {
-            for tag in &manifest.tags {
-                let path = tag_dir(&tag.id);
+        for (asset, ids) in tagged {
+            for id in &ids {
+                let path = tag_dir(id);
                 if path.is_empty() {
                     continue;
                 }
-                dirs.entry(path.clone()).or_default().1.insert(manifest.path.clone());
+                dirs.entry(path.clone()).or_default().1.insert(asset.clone());
                 let mut child = path.as_str();
                 while !child.is_empty() {
                     let (parent, name) = child.rsplit_once('/').unwrap_or(("", child));
@@ -103,25 +103,18 @@ pub fn link_target(depth: usize, rel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::materialize::TagRef;
 
-    fn manifest(path: &str, tags: &[&str]) -> Manifest {
-        Manifest {
-            provisional: false,
-            path: path.into(),
-            meta: Default::default(),
-            tags: tags.iter().map(|t| TagRef { id: t.to_string(), title: t.to_string() }).collect(),
-            renditions: vec![],
-        }
+    fn tagged(path: &str, tags: &[&str]) -> (String, Vec<String>) {
+        (path.to_string(), tags.iter().map(|t| t.to_string()).collect())
     }
 
     #[test]
     fn taxonomy_merges_tags_and_names_links() {
         let ms = [
-            manifest("we/en/hiking.jpg", &["we-retail:activity/hiking"]),
-            manifest("we/fr/hiking.jpg", &["we-retail:activity/hiking", "plain"]),
+            tagged("we/en/hiking.jpg", &["we-retail:activity/hiking"]),
+            tagged("we/fr/hiking.jpg", &["we-retail:activity/hiking", "plain"]),
         ];
-        let tax = Taxonomy::build(ms.iter());
+        let tax = Taxonomy::build(ms.into_iter());
         assert!(tax.dirs[""].subtags.contains("we-retail") && tax.dirs[""].subtags.contains("default"));
         assert!(tax.dirs["we-retail/activity"].subtags.contains("hiking"));
         let links = &tax.dirs["we-retail/activity/hiking"].links;

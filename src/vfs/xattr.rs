@@ -10,7 +10,6 @@ use super::Remote;
 use super::inode::Node;
 use super::{Vfs, reserved};
 use crate::error::{FsError, FsResult};
-use crate::materialize::Manifest;
 
 impl<R: Remote> Vfs<R> {
     /// The target of a symbolic link.
@@ -58,8 +57,7 @@ impl<R: Remote> Vfs<R> {
         let node = self.node(ino)?;
         match (&*node, name) {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
-                let (assets, bytes) = self.materializer.cache_usage();
-                let snapshot = self.stats.snapshot(assets, bytes, self.open_handles());
+                let snapshot = self.snapshot();
                 serde_json::to_vec(&snapshot).map_err(|e| FsError::Internal(format!("stats: {e}")))
             }
             (Node::Folder(f), crate::materialize::select::XATTR) if *f == self.config.root => {
@@ -84,9 +82,9 @@ impl<R: Remote> Vfs<R> {
         }
     }
 
-    /// The local taxonomy of every asset with a known manifest. Built off the FUSE and
-    /// runtime threads (the first build reads every stored manifest), and rebuilt only when
-    /// a manifest was added since.
+    /// The local taxonomy of every asset with a stored manifest. Built from the index off
+    /// the FUSE and runtime threads (reading every stored manifest's tags, keeping none of
+    /// the manifests), and rebuilt only when a manifest was stored or dropped since.
     pub(super) async fn taxonomy(self: &Arc<Self>) -> FsResult<Arc<reserved::Taxonomy>> {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.taxonomy_now())
@@ -95,17 +93,18 @@ impl<R: Remote> Vfs<R> {
     }
 
     fn taxonomy_now(&self) -> Arc<reserved::Taxonomy> {
-        self.taxonomy_loaded.get_or_init(|| self.materializer.load_stored_manifests());
-        let manifests: Vec<Arc<Manifest>> = self.materializer.known_manifests();
-        if let Some((count, built)) = &*self.taxonomy.lock()
-            && *count == manifests.len()
+        let changes = self.materializer.manifests_changed();
+        if let Some((at, built)) = &*self.taxonomy.lock()
+            && *at == changes
         {
             return Arc::clone(built);
         }
         let root = &self.config.root;
-        let under_root = |m: &&Arc<Manifest>| root.is_empty() || m.path.starts_with(&format!("{root}/"));
-        let built = Arc::new(reserved::Taxonomy::build(manifests.iter().filter(under_root).map(|m| &**m)));
-        *self.taxonomy.lock() = Some((manifests.len(), Arc::clone(&built)));
+        let under_root =
+            |(asset, _): &(String, Vec<String>)| root.is_empty() || asset.starts_with(&format!("{root}/"));
+        let tagged = self.materializer.stored_tags();
+        let built = Arc::new(reserved::Taxonomy::build(tagged.into_iter().filter(under_root)));
+        *self.taxonomy.lock() = Some((changes, Arc::clone(&built)));
         built
     }
 }
