@@ -7,6 +7,7 @@
 //! SQLite's page cache in the common case. At open only what the LRU needs is read (one
 //! row per asset), so startup stays fast with a large cache.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
@@ -202,12 +203,14 @@ pub struct Writer {
 const BATCH: usize = 2048;
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: Connection) -> anyhow::Result<Writer> {
+    /// Starts the writer thread on `conn`. `content` is a directory on the filesystem that
+    /// holds the content files: it is synced before the renditions written to it are
+    /// recorded.
+    pub fn start(conn: Connection, content: File) -> anyhow::Result<Writer> {
         let (sender, receiver) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("damfs-index".into())
-            .spawn(move || write_loop(conn, receiver))
+            .spawn(move || write_loop(conn, content, receiver))
             .context("cannot start the cache index writer")?;
         Ok(Writer { sender: Some(sender), thread: Some(thread) })
     }
@@ -241,7 +244,7 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut conn: Connection, receiver: mpsc::Receiver<IndexOp>) {
+fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<IndexOp>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -249,6 +252,16 @@ fn write_loop(mut conn: Connection, receiver: mpsc::Receiver<IndexOp>) {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
+        }
+        // A content file is not synced on its own: the index names it only once its
+        // filesystem has been synced, by one syncfs for the whole batch, so that a crash
+        // leaves at worst an orphan (which reconcile removes), never an entry whose bytes
+        // are not on disk.
+        if batch.iter().any(|op| matches!(op, IndexOp::Rendition { .. }))
+            && let Err(e) = sync_filesystem(&content)
+        {
+            log::error!("cannot sync the cache's filesystem, new renditions stay unrecorded: {e}");
+            batch.retain(|op| !matches!(op, IndexOp::Rendition { .. }));
         }
         let mut flushes = Vec::new();
         if let Err(e) = apply(&mut conn, batch, &mut flushes) {
@@ -258,6 +271,15 @@ fn write_loop(mut conn: Connection, receiver: mpsc::Receiver<IndexOp>) {
             let _ = flush.send(());
         }
     }
+}
+
+/// Writes out every change to the filesystem that holds `file` (syncfs(2)).
+fn sync_filesystem(file: &File) -> std::io::Result<()> {
+    // SAFETY: the descriptor is open for as long as `file` lives.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(file)) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Applies a batch of changes in one transaction.

@@ -13,9 +13,10 @@
 //! tmp/                    transfers in progress; emptied at open, never served from a cache lookup
 //! ```
 //!
-//! A content file enters `content/` only complete: written under `tmp/`, fsynced, renamed.
-//! Its index row is written after the rename, so a crash leaves at worst an orphan file,
-//! which [`Cache::reconcile`] removes.
+//! A content file enters `content/` only complete: written under `tmp/`, renamed. Its index
+//! row is written after the rename and after a syncfs of the cache's filesystem (one for a
+//! batch of rows, on the index writer's thread), so a crash leaves at worst an orphan file,
+//! which [`Cache::reconcile`] removes, and never an index row whose bytes are not on disk.
 //!
 //! Lock order: `state` before nothing else; a reader connection's lock is taken alone.
 
@@ -194,7 +195,7 @@ impl Cache {
                 readers
             },
             queries: AtomicU64::new(0),
-            writer: Mutex::new(Writer::start(writer_conn)?),
+            writer: Mutex::new(Writer::start(writer_conn, File::open(dir.join("content"))?)?),
             temp_seq: AtomicU64::new(0),
             committing: Mutex::new(None),
             temp_bytes: AtomicU64::new(0),
@@ -272,8 +273,9 @@ impl Cache {
         self.renditions(asset).remove(name)
     }
 
-    /// Moves a complete, verified temporary file into place and records it. The file must
-    /// already be fsynced by the caller (it wrote it).
+    /// Moves a complete, verified temporary file into place and records it. Neither the
+    /// file nor its directory is synced here: the index writer syncs the filesystem before
+    /// it records the file (see [`index::Writer`]).
     pub fn commit(
         &self,
         asset: &str,
@@ -292,9 +294,6 @@ impl Cache {
             committed.insert(dest.clone());
         }
         fs::rename(temp, &dest)?;
-        if let Some(parent) = dest.parent() {
-            File::open(parent)?.sync_all()?;
-        }
         {
             let mut state = self.state.lock();
             let entry = CachedRendition { size, sha256: sha256.to_string() };

@@ -1,6 +1,6 @@
 //! One rendition's bytes from the remote into the cache: streamed to a temporary file,
 //! counted, hashed, checked against the announced length (and `dam:sha1` for the original),
-//! fsynced, renamed into place. Progress is published so that readers of a file still in
+//! renamed into place. Progress is published so that readers of a file still in
 //! transfer wait only for the bytes they need.
 
 use std::fs::File;
@@ -400,14 +400,13 @@ async fn run<R: Remote>(
     if !keep || superseded() {
         return Ok(Fetched { path: temp, size: written, cached: false });
     }
-    // fsync and rename wait on the disk: never on a runtime worker.
+    // The rename waits on the disk: never on a runtime worker. The file is not synced here
+    // (the index writer syncs the filesystem before it records the file).
+    drop(file);
     let (store, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
-    let path = tokio::task::spawn_blocking(move || {
-        file.sync_all()?;
-        store.commit(&asset, &rendition, &temp, written, &digest)
-    })
-    .await
-    .map_err(|e| FsError::Internal(format!("committing {}: {e}", what())))??;
+    let path = tokio::task::spawn_blocking(move || store.commit(&asset, &rendition, &temp, written, &digest))
+        .await
+        .map_err(|e| FsError::Internal(format!("committing {}: {e}", what())))??;
     if superseded() {
         // A new version was announced while the file was renamed into place: it must not
         // stay, and the reader of the old version has lost the race.
