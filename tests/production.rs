@@ -131,3 +131,64 @@ fn a_cold_open_asks_for_the_original_beside_its_metadata() {
     let originals = catalog.requests().iter().filter(|r| r.path.ends_with("/renditions/original")).count();
     assert_eq!(originals, 1, "the original was fetched more than once");
 }
+
+#[test]
+fn a_tail_read_of_a_large_asset_in_transfer_asks_for_its_own_range() {
+    use common::faults::{Fault, FaultProxy};
+    use std::os::unix::fs::FileExt;
+
+    // Eight parts of 8 MiB, the last one 64 KiB.
+    const PART: usize = 8 << 20;
+    let len = 7 * PART + (64 << 10);
+    let (_tmp, dam) = common::dam_dir();
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ (i >> 20) as u8).collect();
+    std::fs::write(dam.join("big.bin"), &data).unwrap();
+    let server = TestServer::start(&dam);
+    let proxy = FaultProxy::start(server.addr());
+    // Every answer for the bytes drips at about 3 MB/s: a part takes longer than the fetch
+    // timeout, and the parts ahead of the last fill the window for longer still.
+    proxy.add(
+        "big.bin/jcr:content/renditions/original",
+        Fault::Drip { chunk: 64 << 10, every: Duration::from_millis(20) },
+    );
+    let mount = Mounted::start(
+        &proxy.url(),
+        &["--fetch-timeout", "2s", "--async-threshold", "1M", "--formats", "all"],
+    );
+    assert_eq!(std::fs::metadata(mount.path("big.bin")).unwrap().len(), len as u64);
+    let path = mount.path("big.bin");
+    let file = within(Duration::from_secs(30), "open big.bin", move || std::fs::File::open(path)).unwrap();
+    let file = std::sync::Arc::new(file);
+    let tail_at = (len - 4096) as u64;
+    let reader = std::sync::Arc::clone(&file);
+    let tail = within(Duration::from_secs(30), "the tail read", move || {
+        let mut buf = vec![0u8; 4096];
+        reader.read_exact_at(&mut buf, tail_at).map(|()| buf)
+    });
+    // The ranges asked for, in order.
+    let ranges: Vec<String> = proxy
+        .heads()
+        .iter()
+        .filter_map(|h| {
+            h.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("range: ").map(str::to_string))
+        })
+        .collect();
+    let last = format!("bytes={}-{}", 7 * PART, len - 1);
+    let at = |range: &str| ranges.iter().position(|r| r == range);
+    // The last part was asked for on the read's demand: before the parts between the
+    // window's first parts and it, which follow in order otherwise.
+    let fifth = format!("bytes={}-{}", 4 * PART, 5 * PART - 1);
+    assert!(
+        at(&last).is_some_and(|l| at(&fifth).is_none_or(|f| l < f)),
+        "the last part was not asked for ahead of the parts before it: {ranges:?}"
+    );
+    assert_eq!(tail.expect("the tail read waited past the fetch timeout"), &data[len - 4096..]);
+    // The whole file, once nothing drips any more, is the asset's bytes.
+    proxy.clear();
+    let reader = std::sync::Arc::clone(&file);
+    let whole = within(Duration::from_secs(60), "the whole read", move || {
+        let mut buf = vec![0u8; len];
+        reader.read_exact_at(&mut buf, 0).map(|()| buf)
+    });
+    assert!(whole.unwrap() == data, "the file read whole differs from the asset");
+}

@@ -447,3 +447,48 @@ async fn text_and_metadata_renditions_wait_for_their_own_open() {
     assert!(committed(&s.cache), "the renditions fetched on their own open are not in the cache");
     assert_eq!(remote.fetch_count("a.jpg", "original"), 1, "the rest was not fetched again");
 }
+
+/// Reads `ino` whole with reads of 1 MiB.
+async fn read_big(vfs: &Arc<Vfs<FakeRemote>>, ino: u64) -> Result<Vec<u8>, FsError> {
+    let opened = vfs.open(ino, libc::O_RDONLY, soon()).await?;
+    let mut out = Vec::new();
+    loop {
+        let chunk = vfs.read(opened.fh, out.len() as u64, 1 << 20, soon()).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    vfs.release(opened.fh);
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_large_rendition_comes_in_parts_and_whole_from_a_remote_without_ranges() {
+    for ignore_ranges in [false, true] {
+        let remote = FakeRemote::new();
+        remote.add_folder("we");
+        // Two parts of 8 MiB and a bit.
+        let len = (16 << 20) + 12_345;
+        remote.add_asset("we/big.jpg", asset(7, len));
+        remote.set_ignore_ranges(ignore_ranges);
+        let s = setup(Arc::new(remote), Duration::from_secs(20), 1 << 20);
+        let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+        let big = s.vfs.lookup(we, "big.jpg", soon()).await.unwrap().attr.ino;
+        let bytes = read_big(&s.vfs, big).await.unwrap();
+        let want: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7)).collect();
+        assert!(bytes == want, "the bytes read differ (ranges ignored: {ignore_ranges})");
+        let asked = s.remote.fetch_count("we/big.jpg", "original");
+        assert!(asked >= 2, "one answer for {len} bytes (ranges ignored: {ignore_ranges})");
+        // Complete and verified in the cache: a second read asks nothing more.
+        let committed = tokio::time::timeout(Duration::from_secs(20), async {
+            while s.cache.rendition("we/big.jpg", "original").is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        committed.await.expect("the rendition never entered the cache");
+        assert_eq!(s.cache.rendition("we/big.jpg", "original").unwrap().size, len as u64);
+        assert!(read_big(&s.vfs, big).await.unwrap() == want);
+        assert_eq!(s.remote.fetch_count("we/big.jpg", "original"), asked, "a cached read fetched again");
+    }
+}

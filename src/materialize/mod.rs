@@ -10,6 +10,7 @@ mod content;
 mod jobs;
 pub mod manifest;
 mod open;
+pub mod ranged;
 pub mod select;
 pub mod transfer;
 mod versions;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::ranged;
 use crate::cache::Cache;
 use crate::deadline::{Budget, Deadline};
 use crate::digest::hex;
@@ -42,6 +43,19 @@ pub struct Progress {
     pub total: Option<u64>,
     /// Where it stands.
     pub phase: Phase,
+    /// For a rendition fetched in parts, the bytes present in each part (`written` then
+    /// counts those from offset 0 on without a gap).
+    pub parts: Option<ranged::Filled>,
+}
+
+impl Progress {
+    /// How many bytes from `offset` on are in the temporary file without a gap.
+    pub fn present_from(&self, offset: u64) -> u64 {
+        match &self.parts {
+            Some(filled) => ranged::present_from(filled, offset),
+            None => self.written.saturating_sub(offset),
+        }
+    }
 }
 
 /// A transfer in progress, shared by the task writing it and the readers waiting on it.
@@ -50,6 +64,8 @@ pub struct Transfer {
     /// The temporary file being written (readers open it; the fd stays valid after the rename).
     pub temp: PathBuf,
     progress: watch::Sender<Progress>,
+    /// Offsets readers wait for (a rendition fetched in parts fetches them first).
+    demand: ranged::Demand,
 }
 
 impl Transfer {
@@ -61,10 +77,28 @@ impl Transfer {
     /// Waits until bytes `[0, end)` are written (or the transfer ended), until `deadline`.
     /// Returns the progress seen then.
     pub async fn wait_for(&self, end: u64, deadline: Deadline, what: &str) -> FsResult<Progress> {
+        self.wait_range(0, end, deadline, what).await
+    }
+
+    /// Waits until bytes `[offset, end)` are written (or the transfer ended, or the bytes
+    /// from `offset` reach the end of the file), until `deadline`. Returns the progress
+    /// seen then. A transfer in parts is told to fetch the part at `offset` first.
+    pub async fn wait_range(
+        &self,
+        offset: u64,
+        end: u64,
+        deadline: Deadline,
+        what: &str,
+    ) -> FsResult<Progress> {
+        let ready = |p: &Progress| {
+            let have = offset.saturating_add(p.present_from(offset));
+            have >= end || p.total.is_some_and(|t| have >= t) || !matches!(p.phase, Phase::Running)
+        };
         let mut rx = self.progress.subscribe();
-        let ready = rx.wait_for(|p| {
-            p.written >= end || p.total.is_some_and(|t| p.written >= t) || !matches!(p.phase, Phase::Running)
-        });
+        if !ready(&rx.borrow()) {
+            self.demand.want(offset);
+        }
+        let ready = rx.wait_for(ready);
         match tokio::time::timeout_at(deadline.instant(), ready).await {
             Ok(Ok(p)) => match &p.phase {
                 Phase::Failed(e) => Err(e.clone()),
@@ -207,8 +241,8 @@ pub async fn start<R: Remote>(
     let (file, temp) = tokio::task::spawn_blocking(move || store.temp_file())
         .await
         .map_err(|e| FsError::Internal(format!("creating a temporary file: {e}")))??;
-    let (tx, _) = watch::channel(Progress { written: 0, total: None, phase: Phase::Running });
-    let transfer = Arc::new(Transfer { temp: temp.clone(), progress: tx });
+    let (tx, _) = watch::channel(Progress { written: 0, total: None, phase: Phase::Running, parts: None });
+    let transfer = Arc::new(Transfer { temp: temp.clone(), progress: tx, demand: ranged::Demand::default() });
     let handle = Arc::clone(&transfer);
     // Made before the future is first polled, so that a future dropped unpolled still
     // removes the file.
@@ -290,82 +324,113 @@ async fn run<R: Remote>(
     let mut overall = known.map(deadline_for);
     // The length the metadata tells later bounds a body whose length nobody announced.
     let mut listed_later = job.sha1_later.as_ref().filter(|_| total.is_none() && job.expected.is_none());
-    let mut body = download.body;
-    let mut sink = Sink {
-        file,
-        sha256: Sha256::new(),
-        sha1: (job.sha1.is_some() || job.sha1_later.is_some()).then(Sha1::new),
-        pending: Vec::with_capacity(WRITE_BATCH),
-    };
-    let mut received = 0u64;
-    let mut written = 0u64;
-    loop {
-        // Take what has arrived without waiting; write it out before waiting for more, so
-        // that readers see bytes as soon as the network pauses.
-        let next = match body.next().now_or_never() {
-            // Arrived, or the end.
-            Some(next) => next,
-            None if !sink.pending.is_empty() => {
+    let ranged_total = total.filter(|t| *t >= ranged::MIN_LENGTH && download.offset == 0);
+    let (written, sha256, sha1) = if let Some(total) = ranged_total {
+        if total > limit {
+            return Err(broken(what(), format!("{total} bytes is past {why} ({limit} bytes)")));
+        }
+        guard.charge(total);
+        let source = ranged::Source {
+            remote,
+            asset: &job.asset,
+            rendition: &job.rendition,
+            step: job.step,
+            overall: deadline_for(total),
+            sha1: job.sha1.is_some() || job.sha1_later.is_some(),
+        };
+        let publish = |filled: ranged::Filled| {
+            let written = ranged::present_from(&filled, 0);
+            transfer.progress.send_modify(|p| {
+                p.written = written;
+                p.parts = Some(filled);
+            });
+        };
+        let file = Arc::new(file);
+        let digests =
+            ranged::receive(&source, download, total, &file, stats, &transfer.demand, &publish).await?;
+        (total, digests.sha256, digests.sha1)
+    } else {
+        let mut body = download.body;
+        let mut sink = Sink {
+            file,
+            sha256: Sha256::new(),
+            sha1: (job.sha1.is_some() || job.sha1_later.is_some()).then(Sha1::new),
+            pending: Vec::with_capacity(WRITE_BATCH),
+        };
+        let mut received = 0u64;
+        let mut written = 0u64;
+        loop {
+            // Take what has arrived without waiting; write it out before waiting for more, so
+            // that readers see bytes as soon as the network pauses.
+            let next = match body.next().now_or_never() {
+                // Arrived, or the end.
+                Some(next) => next,
+                None if !sink.pending.is_empty() => {
+                    sink = sink.write_out().await?;
+                    written = received;
+                    transfer.progress.send_modify(|p| p.written = written);
+                    continue;
+                }
+                None => {
+                    let idle = job.step.deadline().instant();
+                    let wait_until = overall.map_or(idle, |o| o.min(idle));
+                    match tokio::time::timeout_at(wait_until, body.next()).await {
+                        Ok(next) => next,
+                        Err(_) if overall.is_some_and(|o| o <= idle) => {
+                            let secs = started.elapsed().as_secs();
+                            return Err(FsError::Timeout(format!(
+                                "{} (only {received} bytes in {secs} s)",
+                                what()
+                            )));
+                        }
+                        Err(_) => {
+                            return Err(FsError::Timeout(format!(
+                                "{} (stalled after {received} bytes)",
+                                what()
+                            )));
+                        }
+                    }
+                }
+            };
+            let Some(chunk) = next else { break };
+            let chunk = chunk?;
+            let len = chunk.len() as u64;
+            if let Some(told) = listed_later.and_then(|told| told.borrow().clone()) {
+                listed_later = None;
+                if let Some(bound) = told.size.map(slack).filter(|b| *b < limit) {
+                    (limit, why) = (bound, "the listed length with slack");
+                    overall = Some(deadline_for(bound));
+                }
+                if let Some(cap) = cache.cap().filter(|c| told.keep && *c < limit) {
+                    (limit, why) = (cap, "the whole cache (--cache-size)");
+                }
+            }
+            if received.saturating_add(len) > limit {
+                return Err(broken(what(), format!("body runs past {why} ({limit} bytes); stopped")));
+            }
+            guard.charge(len);
+            received += len;
+            Stats::add(&stats.bytes_fetched, len);
+            sink.pending.extend_from_slice(&chunk);
+            if sink.pending.len() >= WRITE_BATCH {
                 sink = sink.write_out().await?;
                 written = received;
                 transfer.progress.send_modify(|p| p.written = written);
-                continue;
-            }
-            None => {
-                let idle = job.step.deadline().instant();
-                let wait_until = overall.map_or(idle, |o| o.min(idle));
-                match tokio::time::timeout_at(wait_until, body.next()).await {
-                    Ok(next) => next,
-                    Err(_) if overall.is_some_and(|o| o <= idle) => {
-                        let secs = started.elapsed().as_secs();
-                        return Err(FsError::Timeout(format!(
-                            "{} (only {received} bytes in {secs} s)",
-                            what()
-                        )));
-                    }
-                    Err(_) => {
-                        return Err(FsError::Timeout(format!("{} (stalled after {received} bytes)", what())));
-                    }
-                }
-            }
-        };
-        let Some(chunk) = next else { break };
-        let chunk = chunk?;
-        let len = chunk.len() as u64;
-        if let Some(told) = listed_later.and_then(|told| told.borrow().clone()) {
-            listed_later = None;
-            if let Some(bound) = told.size.map(slack).filter(|b| *b < limit) {
-                (limit, why) = (bound, "the listed length with slack");
-                overall = Some(deadline_for(bound));
-            }
-            if let Some(cap) = cache.cap().filter(|c| told.keep && *c < limit) {
-                (limit, why) = (cap, "the whole cache (--cache-size)");
             }
         }
-        if received.saturating_add(len) > limit {
-            return Err(broken(what(), format!("body runs past {why} ({limit} bytes); stopped")));
-        }
-        guard.charge(len);
-        received += len;
-        Stats::add(&stats.bytes_fetched, len);
-        sink.pending.extend_from_slice(&chunk);
-        if sink.pending.len() >= WRITE_BATCH {
+        if !sink.pending.is_empty() {
             sink = sink.write_out().await?;
             written = received;
             transfer.progress.send_modify(|p| p.written = written);
         }
-    }
-    if !sink.pending.is_empty() {
-        sink = sink.write_out().await?;
-        written = received;
-        transfer.progress.send_modify(|p| p.written = written);
-    }
-    let Sink { file, sha256, sha1, .. } = sink;
-    if let Some(total) = total
-        && total != written
-    {
-        return Err(broken(what(), format!("short body: {written} of {total} bytes")));
-    }
+        let Sink { sha256, sha1, .. } = sink;
+        if let Some(total) = total
+            && total != written
+        {
+            return Err(broken(what(), format!("short body: {written} of {total} bytes")));
+        }
+        (written, hex(&sha256.finalize()), sha1.map(|h| hex(&h.finalize())))
+    };
     let mut keep = job.keep;
     let expected_sha1 = match &job.sha1_later {
         None => job.sha1.clone(),
@@ -384,8 +449,7 @@ async fn run<R: Remote>(
             }
         }
     };
-    if let (Some(expected), Some(h)) = (&expected_sha1, sha1) {
-        let got = hex(&h.finalize());
+    if let (Some(expected), Some(got)) = (&expected_sha1, sha1) {
         if !got.eq_ignore_ascii_case(expected) {
             return Err(broken(
                 what(),
@@ -393,7 +457,7 @@ async fn run<R: Remote>(
             ));
         }
     }
-    let digest = hex(&sha256.finalize());
+    let digest = sha256;
     let temp = transfer.temp.clone();
     Stats::add(&stats.renditions_fetched, 1);
     let superseded = || job.superseded.load(std::sync::atomic::Ordering::SeqCst);
@@ -402,7 +466,6 @@ async fn run<R: Remote>(
     }
     // The rename waits on the disk: never on a runtime worker. The file is not synced here
     // (the index writer syncs the filesystem before it records the file).
-    drop(file);
     let (store, asset, rendition) = (Arc::clone(cache), job.asset.clone(), job.rendition.clone());
     let path = tokio::task::spawn_blocking(move || store.commit(&asset, &rendition, &temp, written, &digest))
         .await

@@ -133,12 +133,10 @@ impl<R: Remote> Vfs<R> {
             Handle::File { file, transfer, what, .. } => {
                 let mut len = size as u64;
                 if let Some(t) = transfer {
-                    let progress = t.wait_for(offset.saturating_add(len), deadline, what).await?;
-                    let available = match progress.phase {
-                        crate::materialize::transfer::Phase::Done(_) => u64::MAX,
-                        _ => progress.written,
-                    };
-                    len = len.min(available.saturating_sub(offset));
+                    let progress = t.wait_range(offset, offset.saturating_add(len), deadline, what).await?;
+                    if !matches!(progress.phase, crate::materialize::transfer::Phase::Done(_)) {
+                        len = len.min(progress.present_from(offset));
+                    }
                 }
                 let file = Arc::clone(file);
                 read_at(&file, offset, len as usize)

@@ -61,6 +61,9 @@ struct State {
     chunk_size: usize,
     chunk_delay: Duration,
     body_fails_after: Option<u64>,
+    /// Whether a range asked for is answered with the whole body, as a server without
+    /// range support does.
+    ignore_ranges: bool,
 }
 
 impl State {
@@ -152,6 +155,7 @@ impl FakeRemote {
                 chunk_size: 64 << 10,
                 chunk_delay: Duration::ZERO,
                 body_fails_after: None,
+                ignore_ranges: false,
             }),
             stall: watch::channel(false).0,
             stalled: AtomicUsize::new(0),
@@ -304,6 +308,12 @@ impl FakeRemote {
         self.state.lock().body_fails_after = after;
     }
 
+    /// Answers every range asked for with the whole body (`true`), as a server that does
+    /// not support ranges; `false` (the default) honours ranges.
+    pub fn set_ignore_ranges(&self, ignore: bool) {
+        self.state.lock().ignore_ranges = ignore;
+    }
+
     /// Counts the call, waits out a stall, then applies an injected failure.
     async fn enter(&self, method: Method, path: &str) -> RemoteResult<()> {
         *self.state.lock().counts.slot(method) += 1;
@@ -434,6 +444,7 @@ impl Remote for FakeRemote {
         let data =
             self.state.lock().asset(asset)?.rendition_bytes(rendition).ok_or_else(|| not_found(&path))?;
         let total = data.len() as u64;
+        let range = range.filter(|_| !self.state.lock().ignore_ranges);
         let (offset, data) = match range {
             None => (0, data),
             Some(r) if r.start > total => {
