@@ -23,7 +23,7 @@ use super::reply::{self, HttpError, HttpResult};
 pub(crate) const ADVERTISE_RANGES_ABOVE: u64 = 100 * 1024;
 
 /// Size of the chunks read from disk and handed to the connection.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 1 << 20;
 
 /// What a `Range` header asks of a body of a known size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
