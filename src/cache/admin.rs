@@ -14,7 +14,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::{ContentNamer, LAYOUT, index};
-use crate::digest::hex;
+use crate::digest::{self, hex};
 use crate::units::human_size;
 
 /// A cache directory opened for administration.
@@ -95,20 +95,23 @@ impl CacheDir {
         Ok(out)
     }
 
-    /// Recomputes every content file's SHA-256 (and the original's SHA-1 against `dam:sha1`
-    /// where the remote gave one); removes what does not match, so the next open refetches it.
+    /// Recomputes every content file's digest against the recorded one (its SHA-1 or its
+    /// SHA-256, see [`crate::digest`]), and the original's SHA-1 against `dam:sha1` where the
+    /// remote gave one; removes what does not match, so the next open refetches it.
     pub fn verify(&mut self, mut progress: impl FnMut(usize, usize)) -> anyhow::Result<VerifyReport> {
         let rows = index::all_renditions(&self.conn)?;
         let mut report = VerifyReport::default();
         let total = rows.len();
-        for (i, (asset, name, size, sha256)) in rows.into_iter().enumerate() {
+        for (i, (asset, name, size, recorded)) in rows.into_iter().enumerate() {
             progress(i, total);
             let path = self.namer.path(&asset, &name);
             let expected_sha1 = if name == "original" { self.dam_sha1(&asset)? } else { None };
             let problem = match digests(&path) {
                 Err(e) => Some(format!("cannot read {}: {e}", path.display())),
                 Ok((len, _, _)) if len != size => Some(format!("{len} bytes on disk, {size} recorded")),
-                Ok((_, got, _)) if got != sha256 => Some("SHA-256 differs from the recorded one".into()),
+                Ok((_, sha256, sha1)) if !matches_recorded(&recorded, &sha256, &sha1) => {
+                    Some("the digest differs from the recorded one".into())
+                }
                 Ok((_, _, sha1))
                     if expected_sha1.as_ref().is_some_and(|e| !e.eq_ignore_ascii_case(&sha1)) =>
                 {
@@ -182,6 +185,15 @@ impl CacheDir {
             fs::create_dir(&path)?;
         }
         Ok(())
+    }
+}
+
+/// Whether a file whose digests are `sha256` and `sha1` is the one `recorded` names (see
+/// [`crate::digest`]).
+fn matches_recorded(recorded: &str, sha256: &str, sha1: &str) -> bool {
+    match digest::parse_recorded(recorded) {
+        Ok(recorded_sha1) => recorded_sha1.eq_ignore_ascii_case(sha1),
+        Err(recorded_sha256) => recorded_sha256 == sha256,
     }
 }
 

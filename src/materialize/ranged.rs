@@ -7,7 +7,7 @@
 //! missing, in order, and no more ranged GETs are sent.
 //!
 //! Each part is written at its offset as it arrives, so a reader waits only for the bytes
-//! it asked for. The digests are computed once every part is in, from the file.
+//! it asked for. The caller computes the digests once every part is in, from the file.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,13 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::deadline::Budget;
-use crate::digest::hex;
 use crate::error::{FsError, FsResult};
 use crate::remote::{Download, Remote, RemoteError, RemoteErrorKind};
 use crate::stats::Stats;
@@ -95,16 +92,6 @@ pub struct Source<'a, R: Remote> {
     pub step: Budget,
     /// When the whole transfer must have ended.
     pub overall: Instant,
-    /// Whether the SHA-1 of the bytes is wanted.
-    pub sha1: bool,
-}
-
-/// The digests of a complete file.
-pub struct Digests {
-    /// SHA-256, hex.
-    pub sha256: String,
-    /// SHA-1, hex, when it was asked for.
-    pub sha1: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +156,7 @@ pub async fn receive<R: Remote>(
     stats: &Stats,
     demand: &Demand,
     publish: &(dyn Fn(Filled) + Sync),
-) -> FsResult<Digests> {
+) -> FsResult<()> {
     let n = usize::try_from(total.div_ceil(PART)).map_err(|_| FsError::Invalid)?;
     let parts = Parts {
         total,
@@ -218,33 +205,7 @@ pub async fn receive<R: Remote>(
             () = demand.told.notified() => {}
         }
     }
-    let file = Arc::clone(file);
-    let sha1 = source.sha1;
-    tokio::task::spawn_blocking(move || digests(&file, total, sha1))
-        .await
-        .map_err(|e| FsError::Internal(format!("hashing a transfer: {e}")))?
-        .map_err(FsError::Io)
-}
-
-/// Reads `file` back and hashes it (from the page cache: it was just written).
-fn digests(file: &File, total: u64, with_sha1: bool) -> std::io::Result<Digests> {
-    let mut sha256 = Sha256::new();
-    let mut sha1 = with_sha1.then(Sha1::new);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < total {
-        let want = buf.len().min(usize::try_from(total - at).unwrap_or(usize::MAX));
-        let got = file.read_at(&mut buf[..want], at)?;
-        if got == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a transfer's file is short"));
-        }
-        sha256.update(&buf[..got]);
-        if let Some(h) = sha1.as_mut() {
-            h.update(&buf[..got]);
-        }
-        at += got as u64;
-    }
-    Ok(Digests { sha256: hex(&sha256.finalize()), sha1: sha1.map(|h| hex(&h.finalize())) })
+    Ok(())
 }
 
 /// One answer's worth of parts.

@@ -10,15 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ranged;
 use crate::cache::Cache;
 use crate::deadline::{Budget, Deadline};
-use crate::digest::hex;
+use crate::digest::{self, Digests, Hasher, Wanted};
 use crate::error::{FsError, FsResult};
 use crate::remote::Remote;
 use crate::stats::{InFlight, Stats};
@@ -271,8 +269,7 @@ const WRITE_BATCH: usize = 256 << 10;
 /// thread for each write, with the bytes gathered since the last one.
 struct Sink {
     file: File,
-    sha256: Sha256,
-    sha1: Option<Sha1>,
+    hasher: Hasher,
     pending: Vec<u8>,
 }
 
@@ -281,16 +278,28 @@ impl Sink {
     async fn write_out(mut self) -> FsResult<Sink> {
         tokio::task::spawn_blocking(move || {
             self.file.write_all(&self.pending)?;
-            self.sha256.update(&self.pending);
-            if let Some(h) = self.sha1.as_mut() {
-                h.update(&self.pending);
-            }
+            self.hasher.update(&self.pending);
             self.pending.clear();
             Ok(self)
         })
         .await
         .map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))?
     }
+}
+
+/// Completes `digests` of the `len` bytes of `file` with the one a transfer is checked and
+/// recorded with: their SHA-1 when the remote gave `dam:sha1` (`checked`), else their
+/// SHA-256. The file is hashed again only when that one is missing.
+async fn complete_digests(file: Arc<File>, len: u64, digests: Digests, checked: bool) -> FsResult<Digests> {
+    let lacks =
+        Wanted { sha1: checked && digests.sha1.is_none(), sha256: !checked && digests.sha256.is_none() };
+    if !lacks.sha1 && !lacks.sha256 {
+        return Ok(digests);
+    }
+    let more = tokio::task::spawn_blocking(move || digest::of_file(&file, len, lacks))
+        .await
+        .map_err(|e| FsError::Internal(format!("hashing a transfer: {e}")))??;
+    Ok(Digests { sha1: digests.sha1.or(more.sha1), sha256: digests.sha256.or(more.sha256) })
 }
 
 /// The error for a transfer the remote botched.
@@ -325,7 +334,11 @@ async fn run<R: Remote>(
     // The length the metadata tells later bounds a body whose length nobody announced.
     let mut listed_later = job.sha1_later.as_ref().filter(|_| total.is_none() && job.expected.is_none());
     let ranged_total = total.filter(|t| *t >= ranged::MIN_LENGTH && download.offset == 0);
-    let (written, sha256, sha1) = if let Some(total) = ranged_total {
+    // A SHA-1 checked against dam:sha1 is also the digest recorded; a SHA-256 is computed
+    // only for bytes without one.
+    let checked = job.sha1.is_some() || job.sha1_later.is_some();
+    let wanted = Wanted { sha1: checked, sha256: !checked };
+    let (written, file, digests) = if let Some(total) = ranged_total {
         if total > limit {
             return Err(broken(what(), format!("{total} bytes is past {why} ({limit} bytes)")));
         }
@@ -336,7 +349,6 @@ async fn run<R: Remote>(
             rendition: &job.rendition,
             step: job.step,
             overall: deadline_for(total),
-            sha1: job.sha1.is_some() || job.sha1_later.is_some(),
         };
         let publish = |filled: ranged::Filled| {
             let written = ranged::present_from(&filled, 0);
@@ -346,17 +358,12 @@ async fn run<R: Remote>(
             });
         };
         let file = Arc::new(file);
-        let digests =
-            ranged::receive(&source, download, total, &file, stats, &transfer.demand, &publish).await?;
-        (total, digests.sha256, digests.sha1)
+        ranged::receive(&source, download, total, &file, stats, &transfer.demand, &publish).await?;
+        // Hashed once every part is in, below.
+        (total, file, Digests::default())
     } else {
         let mut body = download.body;
-        let mut sink = Sink {
-            file,
-            sha256: Sha256::new(),
-            sha1: (job.sha1.is_some() || job.sha1_later.is_some()).then(Sha1::new),
-            pending: Vec::with_capacity(WRITE_BATCH),
-        };
+        let mut sink = Sink { file, hasher: Hasher::new(wanted), pending: Vec::with_capacity(WRITE_BATCH) };
         let mut received = 0u64;
         let mut written = 0u64;
         loop {
@@ -423,13 +430,13 @@ async fn run<R: Remote>(
             written = received;
             transfer.progress.send_modify(|p| p.written = written);
         }
-        let Sink { sha256, sha1, .. } = sink;
+        let Sink { file, hasher, .. } = sink;
         if let Some(total) = total
             && total != written
         {
             return Err(broken(what(), format!("short body: {written} of {total} bytes")));
         }
-        (written, hex(&sha256.finalize()), sha1.map(|h| hex(&h.finalize())))
+        (written, Arc::new(file), hasher.finish())
     };
     let mut keep = job.keep;
     let expected_sha1 = match &job.sha1_later {
@@ -449,15 +456,20 @@ async fn run<R: Remote>(
             }
         }
     };
-    if let (Some(expected), Some(got)) = (&expected_sha1, sha1) {
-        if !got.eq_ignore_ascii_case(expected) {
-            return Err(broken(
-                what(),
-                format!("SHA-1 mismatch: dam:sha1 is {expected}, the bytes hash to {got}"),
-            ));
+    let digests = complete_digests(file, written, digests, expected_sha1.is_some()).await?;
+    let digest = match &expected_sha1 {
+        Some(expected) => {
+            let got = digests.sha1.unwrap_or_default();
+            if !got.eq_ignore_ascii_case(expected) {
+                return Err(broken(
+                    what(),
+                    format!("SHA-1 mismatch: dam:sha1 is {expected}, the bytes hash to {got}"),
+                ));
+            }
+            digest::recorded_sha1(&got)
         }
-    }
-    let digest = sha256;
+        None => digests.sha256.unwrap_or_default(),
+    };
     let temp = transfer.temp.clone();
     Stats::add(&stats.renditions_fetched, 1);
     let superseded = || job.superseded.load(std::sync::atomic::Ordering::SeqCst);
