@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::{Buf, Bytes};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
@@ -40,6 +41,9 @@ const URGENT: usize = 2;
 
 /// Bytes gathered before they are written out, off the runtime's workers.
 const WRITE_BATCH: usize = 256 << 10;
+
+/// Chunks gathered before they are written out.
+const WRITE_CHUNKS: usize = 256;
 
 /// The bytes present from the start of each part ([`PART`] bytes each, the last one
 /// shorter), as readers see them.
@@ -271,7 +275,9 @@ impl<R: Remote> Worker<'_, R> {
     async fn stream(&self, download: Download, mut owned: Option<usize>, open_ended: bool) -> FsResult<()> {
         let mut body = download.body;
         let mut pos = download.offset;
-        let mut pending: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        // Chunks of one part from `pending_at` on, as they arrived (never copied in memory).
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
         let mut pending_at = pos;
         loop {
             let next = match body.next().now_or_never() {
@@ -279,6 +285,7 @@ impl<R: Remote> Worker<'_, R> {
                 None => {
                     if !pending.is_empty() {
                         self.write(&mut pending, pending_at).await?;
+                        pending_len = 0;
                         continue;
                     }
                     let idle = self.source.step.deadline().instant();
@@ -294,7 +301,7 @@ impl<R: Remote> Worker<'_, R> {
             let Some(chunk) = next else { break };
             let chunk = chunk?;
             Stats::add(&self.stats.bytes_fetched, chunk.len() as u64);
-            let mut rest = &chunk[..];
+            let mut rest = chunk;
             while !rest.is_empty() {
                 if pos >= self.parts.total {
                     return Err(broken(
@@ -309,6 +316,7 @@ impl<R: Remote> Worker<'_, R> {
                     // Crossing into part `i`: the bytes gathered so far belong to the one before.
                     if !pending.is_empty() {
                         self.write(&mut pending, pending_at).await?;
+                        pending_len = 0;
                     }
                     let skipping = self.parts.no_ranges.load(Ordering::SeqCst) && open_ended;
                     if open_ended && self.parts.claim(i) {
@@ -316,7 +324,7 @@ impl<R: Remote> Worker<'_, R> {
                     } else if skipping || (owned.is_none() && open_ended) {
                         owned = None;
                         pos += take as u64;
-                        rest = &rest[take..];
+                        rest.advance(take);
                         continue;
                     } else if owned.is_some() && open_ended {
                         // The next part is someone else's: this answer has done its share.
@@ -331,11 +339,12 @@ impl<R: Remote> Worker<'_, R> {
                 if pending.is_empty() {
                     pending_at = pos;
                 }
-                pending.extend_from_slice(&rest[..take]);
+                pending.push(rest.split_to(take));
+                pending_len += take;
                 pos += take as u64;
-                rest = &rest[take..];
-                if pending.len() >= WRITE_BATCH || pos == part_end {
+                if pending_len >= WRITE_BATCH || pending.len() >= WRITE_CHUNKS || pos == part_end {
                     self.write(&mut pending, pending_at).await?;
+                    pending_len = 0;
                 }
             }
         }
@@ -357,16 +366,20 @@ impl<R: Remote> Worker<'_, R> {
 
     /// Writes `pending` (bytes of one part, from `at`) to the file off the runtime's
     /// workers, and publishes them.
-    async fn write(&self, pending: &mut Vec<u8>, at: u64) -> FsResult<()> {
-        let bytes = std::mem::take(pending);
-        let len = bytes.len() as u64;
+    async fn write(&self, pending: &mut Vec<Bytes>, at: u64) -> FsResult<()> {
+        let chunks = std::mem::take(pending);
+        let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         let file = Arc::clone(self.file);
-        let back = tokio::task::spawn_blocking(move || file.write_all_at(&bytes, at).map(|()| bytes))
-            .await
-            .map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))??;
-        // The buffer goes back for the next bytes.
-        *pending = back;
-        pending.clear();
+        tokio::task::spawn_blocking(move || {
+            let mut to = at;
+            for chunk in &chunks {
+                file.write_all_at(chunk, to)?;
+                to += chunk.len() as u64;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))??;
         let i = usize::try_from(at / PART).unwrap_or(usize::MAX);
         let (start, end) = self.parts.span(i);
         let filled: Filled = {

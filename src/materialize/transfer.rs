@@ -4,7 +4,7 @@
 //! transfer wait only for the bytes they need.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -265,21 +265,38 @@ pub async fn start<R: Remote>(
 /// Bytes gathered before they are written out in one go, off the runtime's workers.
 const WRITE_BATCH: usize = 256 << 10;
 
+/// Chunks gathered before they are written out: well under the most one writev takes.
+const WRITE_CHUNKS: usize = 256;
+
 /// The temporary file and the digests of what was written to it: moved to a blocking
 /// thread for each write, with the bytes gathered since the last one.
 struct Sink {
     file: File,
     hasher: Hasher,
-    pending: Vec<u8>,
+    /// Chunks as they arrived, written with one writev: never copied in memory.
+    pending: Vec<bytes::Bytes>,
+    /// Their length.
+    pending_len: usize,
 }
 
 impl Sink {
     /// Writes and hashes the pending bytes on a blocking thread.
     async fn write_out(mut self) -> FsResult<Sink> {
         tokio::task::spawn_blocking(move || {
-            self.file.write_all(&self.pending)?;
-            self.hasher.update(&self.pending);
-            self.pending.clear();
+            let mut slices: Vec<IoSlice<'_>> = self.pending.iter().map(|b| IoSlice::new(b)).collect();
+            let mut slices = &mut slices[..];
+            while !slices.is_empty() {
+                match self.file.write_vectored(slices) {
+                    Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                    Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for chunk in self.pending.drain(..) {
+                self.hasher.update(&chunk);
+            }
+            self.pending_len = 0;
             Ok(self)
         })
         .await
@@ -363,7 +380,7 @@ async fn run<R: Remote>(
         (total, file, Digests::default())
     } else {
         let mut body = download.body;
-        let mut sink = Sink { file, hasher: Hasher::new(wanted), pending: Vec::with_capacity(WRITE_BATCH) };
+        let mut sink = Sink { file, hasher: Hasher::new(wanted), pending: Vec::new(), pending_len: 0 };
         let mut received = 0u64;
         let mut written = 0u64;
         loop {
@@ -418,8 +435,9 @@ async fn run<R: Remote>(
             guard.charge(len);
             received += len;
             Stats::add(&stats.bytes_fetched, len);
-            sink.pending.extend_from_slice(&chunk);
-            if sink.pending.len() >= WRITE_BATCH {
+            sink.pending_len += chunk.len();
+            sink.pending.push(chunk);
+            if sink.pending_len >= WRITE_BATCH || sink.pending.len() >= WRITE_CHUNKS {
                 sink = sink.write_out().await?;
                 written = received;
                 transfer.progress.send_modify(|p| p.written = written);
