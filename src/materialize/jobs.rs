@@ -83,18 +83,15 @@ impl<R: Remote> Materializer<R> {
         Ok(())
     }
 
-    /// Starts the original's transfer before its manifest is known, when neither the
-    /// manifest nor the original is in the cache (a cold open). Its SHA-1 is checked once
-    /// the metadata tells it. None when the transfer cannot start (the open then fetches
-    /// the original the ordinary way).
+    /// Starts the original's transfer before its manifest is known, for a cold open (neither
+    /// the manifest nor the original is in the cache). Its SHA-1 is checked once the
+    /// metadata tells it. None when the transfer cannot start (the open then fetches the
+    /// original the ordinary way).
     pub(super) async fn early_original(
         self: &Arc<Self>,
         asset: &str,
         version: &Arc<AtomicBool>,
     ) -> Option<EarlyOriginal> {
-        if self.stored_manifest(asset).await.is_some() || self.cache.rendition(asset, "original").is_some() {
-            return None;
-        }
         let (sha1, told) = tokio::sync::watch::channel(None);
         let job = Job {
             asset: asset.to_string(),

@@ -207,6 +207,11 @@ impl<R: Remote> Materializer<R> {
         if let Some(m) = self.stored_manifest(asset).await {
             return Ok(m);
         }
+        self.remote_manifest(asset, deadline).await
+    }
+
+    /// The manifest of `asset`, from the remote (one fetch for concurrent callers).
+    async fn remote_manifest(self: &Arc<Self>, asset: &str, deadline: Deadline) -> FsResult<Arc<Manifest>> {
         let key = asset.to_string();
         self.manifest_flights
             .run(key.clone(), deadline, &format!("metadata of {asset}"), || {
@@ -270,18 +275,30 @@ impl<R: Remote> Materializer<R> {
         }
         let this = Arc::clone(self);
         let key = asset.to_string();
-        // Reads the index (and decodes a manifest) when the asset is not in memory.
-        let cached = tokio::task::spawn_blocking(move || this.cached_content(&key)).await.ok().flatten();
-        if let Some(content) = cached {
-            Stats::add(&self.stats.cache_hits, 1);
-            return Ok(content);
-        }
+        // Reads the index (and decodes a manifest) when the asset is not in memory; when the
+        // content is not all there, tells whether the index has nothing of the asset (a cold
+        // open), in the same trip off the runtime.
+        let looked = tokio::task::spawn_blocking(move || match this.cached_content(&key) {
+            Some(content) => Ok(content),
+            None => {
+                Err(this.cached_manifest(&key).is_none() && this.cache.rendition(&key, "original").is_none())
+            }
+        })
+        .await
+        .unwrap_or(Err(false));
+        let cold = match looked {
+            Ok(content) => {
+                Stats::add(&self.stats.cache_hits, 1);
+                return Ok(content);
+            }
+            Err(cold) => cold,
+        };
         Stats::add(&self.stats.cache_misses, 1);
         let key = asset.to_string();
         self.content_flights
             .run(key.clone(), deadline, &format!("materializing {asset}"), || {
                 let (this, key) = (Arc::clone(self), key.clone());
-                async move { this.fetch_content(&key).await }
+                async move { this.fetch_content(&key, cold).await }
             })
             .await
     }
@@ -343,11 +360,19 @@ impl<R: Remote> Materializer<R> {
         Some(content)
     }
 
-    async fn fetch_content(self: Arc<Self>, asset: &str) -> FsResult<Arc<AssetContent>> {
+    /// Fetches what the cache lacks of `asset`. A `cold` asset has nothing in the index (no
+    /// manifest, no original): its original is asked for beside its metadata.
+    async fn fetch_content(self: Arc<Self>, asset: &str, cold: bool) -> FsResult<Arc<AssetContent>> {
         let version = self.version(asset);
-        let mut early = self.early_original(asset, &version).await;
+        let mut early = if cold { self.early_original(asset, &version).await } else { None };
         // The flight bounds each remote step; the manifest wait gets the same budget.
-        let manifest = match self.manifest(asset, self.config.step.deadline()).await {
+        let deadline = self.config.step.deadline();
+        let manifest = if cold {
+            self.remote_manifest(asset, deadline).await
+        } else {
+            self.manifest(asset, deadline).await
+        };
+        let manifest = match manifest {
             Ok(m) => m,
             Err(e) => {
                 if let Some(early) = early {
