@@ -32,6 +32,10 @@ pub enum FsError {
     IsDir,
     /// No such extended attribute.
     NoAttr,
+    /// An extended attribute outside the namespaces the filesystem serves (`security.*`,
+    /// `system.*`, `trusted.*`): the namespace is not supported, as on a filesystem mounted
+    /// without it.
+    NoXattrNamespace,
     /// A reply buffer too small for the answer (xattr size probes).
     Range,
     /// An argument the filesystem cannot accept (bad handle, bad offset).
@@ -54,6 +58,7 @@ impl FsError {
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,
             FsError::NoAttr => libc::ENODATA,
+            FsError::NoXattrNamespace => libc::EOPNOTSUPP,
             FsError::Range => libc::ERANGE,
             FsError::Invalid => libc::EINVAL,
         }
@@ -104,6 +109,7 @@ impl fmt::Display for FsError {
             FsError::NotDir => write!(f, "not a directory"),
             FsError::IsDir => write!(f, "is a directory"),
             FsError::NoAttr => write!(f, "no such attribute"),
+            FsError::NoXattrNamespace => write!(f, "attribute namespace not supported"),
             FsError::Range => write!(f, "buffer too small"),
             FsError::Invalid => write!(f, "invalid argument"),
         }
@@ -123,6 +129,7 @@ impl std::error::Error for FsError {
             | FsError::NotDir
             | FsError::IsDir
             | FsError::NoAttr
+            | FsError::NoXattrNamespace
             | FsError::Range
             | FsError::Invalid => None,
         }
@@ -146,6 +153,7 @@ impl Clone for FsError {
             FsError::NotDir => FsError::NotDir,
             FsError::IsDir => FsError::IsDir,
             FsError::NoAttr => FsError::NoAttr,
+            FsError::NoXattrNamespace => FsError::NoXattrNamespace,
             FsError::Range => FsError::Range,
             FsError::Invalid => FsError::Invalid,
         }

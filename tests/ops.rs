@@ -501,3 +501,41 @@ fn a_second_stat_of_a_listed_asset_within_the_ttl_never_reaches_the_daemon() {
     let after = asked(&scrape(&addr));
     assert_eq!(after, before, "a stat within --dir-ttl reached the daemon");
 }
+
+#[test]
+fn a_warm_ls_l_asks_the_daemon_nothing_per_file() {
+    let (_keep, root) = sample();
+    let server = TestServer::start(&root);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mount = Mounted::start(&server.url(), &["--metrics-listen", &addr]);
+    let dir = mount.path("we-retail/en/activities/hiking");
+    let ls = move || {
+        let out = Command::new("ls").arg("-l").arg(&dir).output().expect("ls runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('-')).count()
+    };
+    let cold = ls.clone();
+    assert_eq!(within(Duration::from_secs(30), "a cold ls -l", cold), 10);
+    // What ls -l asks of every file outside the user. namespace is not supported at all.
+    let file = mount.path("we-retail/en/activities/hiking/hiking-0001.jpg");
+    for name in ["security.selinux", "system.posix_acl_access"] {
+        let (path, name) =
+            (std::ffi::CString::new(file.to_str().unwrap()).unwrap(), std::ffi::CString::new(name).unwrap());
+        // SAFETY: valid strings; a null buffer of size 0 asks for the length.
+        let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        assert_eq!((n, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
+    }
+    let ops =
+        |page: &prometheus_parse::Scrape, op: &str| value(page, "damfs_operations_total", &[("op", op)]);
+    let before = scrape(&addr);
+    assert_eq!(within(Duration::from_secs(30), "a warm ls -l", ls), 10);
+    let after = scrape(&addr);
+    let asked = |op: &str| ops(&after, op) - ops(&before, op);
+    // coreutils stops asking a filesystem that answers EOPNOTSUPP: at most once per name.
+    assert!(asked("getxattr") <= 2.0, "{} getxattr for 10 files", asked("getxattr"));
+    assert_eq!(
+        asked("lookup") + asked("getattr"),
+        0.0,
+        "names and attributes are the kernel's within --dir-ttl"
+    );
+}

@@ -789,8 +789,55 @@ async fn querybuilder_pages_when_it_says_more() {
         let attrs = remote.folder_attrs("f", &[]).await.unwrap();
         let sizes: Vec<Option<u64>> = attrs.iter().map(|a| a.size).collect();
         assert_eq!(sizes, [Some(0), Some(1), Some(2), Some(3), Some(4)]);
-        let offsets: Vec<Option<String>> = server.seen().iter().map(|s| s.params.get("p.offset").cloned()).collect();
+        // The first page's total says how many more there are: they are asked at once.
+        let mut offsets: Vec<Option<String>> =
+            server.seen().iter().map(|s| s.params.get("p.offset").cloned()).collect();
+        offsets.sort();
         assert_eq!(offsets, [None, Some("2".into()), Some("4".into())]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn querybuilder_pages_past_the_first_are_asked_at_once_and_a_short_total_still_pages() {
+    bounded(async {
+        // Page 2 of 5 never answers: asked one after the other, page 3 would never be asked.
+        let server = serve(|seen| {
+            let offset: usize = seen.params.get("p.offset").map_or(0, |o| o.parse().unwrap());
+            (offset != 2).then(|| {
+                let hits: Vec<_> = (offset..9.min(offset + 2))
+                    .map(|i| json!({"jcr:path": format!("/content/dam/f/{i}.jpg")}))
+                    .collect();
+                json_response(&json!({"success": true, "hits": hits, "more": offset + 2 < 9, "total": 9}))
+            })
+        })
+        .await;
+        let remote = client(&server.url(), Credentials::None);
+        let attrs = tokio::time::timeout(Duration::from_millis(500), remote.folder_attrs("f", &[])).await;
+        assert!(attrs.is_err(), "page 2 never answers");
+        let mut offsets: Vec<String> =
+            server.seen().iter().filter_map(|s| s.params.get("p.offset").cloned()).collect();
+        offsets.sort();
+        assert_eq!(offsets, ["2", "4", "6", "8"], "every page the total announced, at once");
+
+        // A total that falls short (p.guessTotal): the pages past it come while `more` says so.
+        let server = serve(|seen| {
+            let offset: usize = seen.params.get("p.offset").map_or(0, |o| o.parse().unwrap());
+            let hits: Vec<_> = (offset..7.min(offset + 2))
+                .map(|i| json!({"jcr:path": format!("/content/dam/f/{i}.jpg")}))
+                .collect();
+            let total = (offset + 3).min(7);
+            Some(json_response(
+                &json!({"success": true, "hits": hits, "more": offset + 2 < 7, "total": total}),
+            ))
+        })
+        .await;
+        let remote = client(&server.url(), Credentials::None);
+        let mut paths: Vec<String> =
+            remote.folder_attrs("f", &[]).await.unwrap().into_iter().map(|a| a.path).collect();
+        paths.sort();
+        assert_eq!(paths, (0..7).map(|i| format!("f/{i}.jpg")).collect::<Vec<_>>());
+        assert_eq!(server.seen().len(), 4);
     })
     .await;
 }

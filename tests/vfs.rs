@@ -164,6 +164,27 @@ async fn a_stall_times_out_leaves_nothing_and_is_not_remembered() {
     assert_eq!(read_all(&s.vfs, a).await.unwrap().len(), 5000);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_folder_is_listed_and_its_attributes_asked_at_once() {
+    let s = setup(remote(), Duration::from_secs(5), 10 << 20);
+    s.remote.set_stall(true);
+    let vfs = Arc::clone(&s.vfs);
+    let lookup = tokio::spawn(async move { vfs.lookup(ROOT_INO, "we", soon()).await.map(|e| e.attr.ino) });
+    // The root's listing and its attributes query are both waiting on the remote.
+    for _ in 0..100 {
+        if s.remote.stalled() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((s.remote.calls(Method::ListFolder), s.remote.calls(Method::FolderAttrs)), (1, 1));
+    s.remote.set_stall(false);
+    let we = lookup.await.unwrap().unwrap();
+    let items = s.vfs.readdir(we, soon()).await.unwrap();
+    assert_eq!(items[0].entry.attr.size, 5000, "the attributes asked beside the listing");
+    assert_eq!((s.remote.calls(Method::ListFolder), s.remote.calls(Method::FolderAttrs)), (2, 2));
+}
+
 #[tokio::test]
 async fn a_broken_body_never_enters_the_cache() {
     let s = setup(remote(), Duration::from_secs(5), 10 << 20);

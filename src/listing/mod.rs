@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::bounded::Bounded;
 use crate::cache::Cache;
 use crate::deadline::{Budget, Deadline};
-use crate::error::FsResult;
+use crate::error::{FsError, FsResult};
 use crate::flight::SingleFlight;
 use crate::names::invalid_name;
 use crate::remote::{EntryKind, Remote};
@@ -340,7 +340,14 @@ impl<R: Remote> Listings<R> {
         // Each request of the remote is bounded on its own (a page, a query page); the whole
         // listing only by a cap, so that a large folder on a slow remote still lists.
         let cap = self.config.step.times(LISTING_CAP_STEPS);
-        let raw = cap.run(|| format!("listing /{folder}"), self.remote.list_folder(folder)).await?;
+        // The attributes are asked for in bulk while the folder is listed: a large folder
+        // costs the longer of the two, not their sum.
+        let listed = cap.run(|| format!("listing /{folder}"), self.remote.list_folder(folder));
+        let bulk = async {
+            let bulk = cap.run(|| format!("attributes of /{folder}"), self.remote.bulk_folder_attrs(folder));
+            Ok::<_, FsError>(bulk.await)
+        };
+        let (raw, bulk) = futures_util::future::try_join(listed, bulk).await?;
         Stats::add(&self.stats.listings_fetched, 1);
         let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
         let is_root = folder == self.config.root;
@@ -375,10 +382,15 @@ impl<R: Remote> Listings<R> {
         let assets: Vec<String> =
             children.iter().filter(|c| !c.folder).map(|c| format!("{prefix}{}", c.name)).collect();
         if !assets.is_empty() {
-            let attrs = match cap
-                .run(|| format!("attributes of /{folder}"), self.remote.folder_attrs(folder, &assets))
-                .await
-            {
+            let attrs = match bulk {
+                Ok(Some(attrs)) => Ok(attrs),
+                Err(e) => Err(e),
+                Ok(None) => {
+                    cap.run(|| format!("attributes of /{folder}"), self.remote.folder_attrs(folder, &assets))
+                        .await
+                }
+            };
+            let attrs = match attrs {
                 Ok(attrs) => attrs,
                 // What the listing gives (names and kinds) still serves: sizes and dates
                 // are unknown until the next re-read, never the folder itself.

@@ -24,11 +24,11 @@ pub use super::url::parse_remote_url;
 use super::http::{
     Answer, ContentRange, Http, format_error, parse_content_range, status_error, transport_error,
 };
-use super::querybuilder::{attrs_from_hits, attrs_params, parse_hits, paths_from_hits, search_params};
+use super::querybuilder::{parse_hits, paths_from_hits, search_params};
 use super::siren::{parse_listing, parse_rendition_entities};
 use super::sling::{check_metadata, metadata_attrs, parse_content_attrs, parse_metadata, parse_renditions};
 use super::tags::{MAX_MOVES, TagRef, parse_tag_node};
-use super::url::{Endpoints, TagRoot, jcr_path, label};
+use super::url::{Endpoints, TagRoot, label};
 use super::{
     AssetAttrs, AssetMetadata, Download, FolderListing, Remote, RemoteError, RemoteErrorKind, RemoteResult,
     RenditionInfo, TagInfo,
@@ -36,14 +36,11 @@ use super::{
 use crate::metrics::Metrics;
 use crate::names::join;
 
-/// QueryBuilder pages allowed for one folder (`p.limit=-1` normally answers in one).
-const MAX_QUERY_PAGES: usize = 10_000;
-
 /// Per-asset attribute requests in flight at once when QueryBuilder is refused.
 const FALLBACK_CONCURRENCY: usize = 8;
 
 /// Statuses by which a server refuses QueryBuilder (blocked, unknown, or disabled).
-const QUERY_REFUSED: [u16; 4] = [400, 403, 404, 501];
+pub(super) const QUERY_REFUSED: [u16; 4] = [400, 403, 404, 501];
 
 /// The AEM Assets client. One per mount; cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -73,34 +70,6 @@ impl AemClient {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> AemClient {
         self.http.metrics = Some(metrics);
         self
-    }
-
-    /// Attributes from QueryBuilder, or the status by which it was refused.
-    async fn attrs_by_query(&self, folder: &str) -> RemoteResult<Result<Vec<AssetAttrs>, StatusCode>> {
-        let mut out: Vec<AssetAttrs> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut offset = 0u64;
-        for _ in 0..MAX_QUERY_PAGES {
-            let url = self.endpoints.querybuilder(&attrs_params(folder, offset));
-            let path = format!("{} (path={})", label(&url), jcr_path(folder));
-            let value = match self.http.get_json_answer(url).await? {
-                Answer::Json(value) => value,
-                Answer::Status(status) if QUERY_REFUSED.contains(&status.as_u16()) => return Ok(Err(status)),
-                Answer::Status(status) => return Err(status_error(&path, status)),
-            };
-            let page = parse_hits(&value).map_err(|cause| format_error(&path, cause))?;
-            out.extend(
-                attrs_from_hits(page.hits, folder).into_iter().filter(|a| seen.insert(a.path.clone())),
-            );
-            if !page.more || page.hits.is_empty() {
-                return Ok(Ok(out));
-            }
-            offset += page.hits.len() as u64;
-        }
-        Err(format_error(
-            &jcr_path(folder),
-            format!("QueryBuilder announced more hits after {MAX_QUERY_PAGES} pages"),
-        ))
     }
 
     /// Attributes of one asset from its `jcr:content` node; `None` when the asset is gone.
@@ -228,19 +197,27 @@ impl Remote for AemClient {
     }
 
     async fn folder_attrs(&self, folder: &str, assets: &[String]) -> RemoteResult<Vec<AssetAttrs>> {
-        if !self.query_refused.load(Ordering::Relaxed) {
-            match self.attrs_by_query(folder).await? {
-                Ok(attrs) => return Ok(attrs),
-                Err(status) => {
-                    if !self.query_refused.swap(true, Ordering::Relaxed) {
-                        log::info!(
-                            "QueryBuilder refused (HTTP {status}): reading attributes one asset at a time from now on"
-                        );
-                    }
+        match self.bulk_folder_attrs(folder).await? {
+            Some(attrs) => Ok(attrs),
+            None => self.attrs_one_by_one(folder, assets).await,
+        }
+    }
+
+    async fn bulk_folder_attrs(&self, folder: &str) -> RemoteResult<Option<Vec<AssetAttrs>>> {
+        if self.query_refused.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.attrs_by_query(folder).await? {
+            Ok(attrs) => Ok(Some(attrs)),
+            Err(status) => {
+                if !self.query_refused.swap(true, Ordering::Relaxed) {
+                    log::info!(
+                        "QueryBuilder refused (HTTP {status}): reading attributes one asset at a time from now on"
+                    );
                 }
+                Ok(None)
             }
         }
-        self.attrs_one_by_one(folder, assets).await
     }
 
     async fn asset_metadata(&self, asset: &str) -> RemoteResult<AssetMetadata> {

@@ -220,6 +220,18 @@ pub trait Remote: Send + Sync + 'static {
         assets: &[String],
     ) -> impl Future<Output = RemoteResult<Vec<AssetAttrs>>> + Send;
 
+    /// Attributes of every asset directly in `folder` by a bulk query (QueryBuilder) that
+    /// needs no names, so that they can be asked for while the folder is being listed.
+    /// `None` when the remote refuses bulk queries: then [`Remote::folder_attrs`] with the
+    /// listed assets. The default is a remote without bulk queries.
+    fn bulk_folder_attrs(
+        &self,
+        folder: &str,
+    ) -> impl Future<Output = RemoteResult<Option<Vec<AssetAttrs>>>> + Send {
+        let _ = folder;
+        std::future::ready(Ok(None))
+    }
+
     /// The metadata node of an asset.
     fn asset_metadata(&self, asset: &str) -> impl Future<Output = RemoteResult<AssetMetadata>> + Send;
 

@@ -1,17 +1,20 @@
-//! Paging through a folder listing of the Assets API: the first page gives the total and the
-//! page length the server honours, the others are asked a few at a time, each request bounded
-//! on its own; a server that ignores `offset` or never ends is stopped and named.
+//! Paging through a folder listing of the Assets API, and through the QueryBuilder hits of
+//! a folder's attributes: the first page gives the total and the page length the server
+//! honours, the others are asked a few at a time, each request bounded on its own; a server
+//! that ignores `offset` or never ends is stopped and named.
 
 use std::collections::HashSet;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::aem::AemClient;
-use super::http::format_error;
+use super::aem::{AemClient, QUERY_REFUSED};
+use super::http::{Answer, format_error, status_error};
+use super::querybuilder::{attrs_from_hits, attrs_params, parse_hits};
 use super::siren::parse_listing;
 use super::url::{jcr_path, label};
-use super::{ChildEntry, FolderListing, RemoteResult};
+use super::{AssetAttrs, ChildEntry, FolderListing, RemoteResult};
 
 /// Pages allowed beyond one per announced child before a listing is declared broken
 /// (a server that ignores `offset` or never ends).
@@ -27,6 +30,22 @@ const MAX_CHILDREN: u64 = 10_000_000;
 
 /// Listing pages asked at once after the first (the first tells how many there are).
 const PAGE_CONCURRENCY: usize = 8;
+
+/// QueryBuilder pages allowed for one folder (`p.limit=-1` normally answers in one).
+const MAX_QUERY_PAGES: u64 = 10_000;
+
+/// QueryBuilder pages asked at once after the first, when its `total` says there are more.
+/// Fewer than listing pages: each costs the server a query and a thousand hits.
+const QUERY_CONCURRENCY: usize = 4;
+
+/// One page of QueryBuilder hits of a folder's attributes, as read.
+struct HitsRead {
+    offset: u64,
+    attrs: Vec<AssetAttrs>,
+    hit_count: u64,
+    more: bool,
+    total: Option<u64>,
+}
 
 /// One page of a folder listing, as read.
 struct Page {
@@ -107,6 +126,82 @@ impl AemClient {
         }
         drop(pages);
         self.list_rest(folder, listed, next, Some(total)).await
+    }
+
+    /// The attributes of every asset directly in `folder` from QueryBuilder, or the status
+    /// by which it was refused. The first page tells how many hits there are (`total`, which
+    /// `p.guessTotal` may make a guess that falls short): the pages up to it are asked a few
+    /// at a time, and the rest, while `more` says so, one after the other.
+    pub(super) async fn attrs_by_query(
+        &self,
+        folder: &str,
+    ) -> RemoteResult<Result<Vec<AssetAttrs>, StatusCode>> {
+        let mut out: Vec<AssetAttrs> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut add = |attrs: Vec<AssetAttrs>| {
+            out.extend(attrs.into_iter().filter(|a| seen.insert(a.path.clone())));
+        };
+        let first = match self.hits_page(folder, 0).await? {
+            Ok(page) => page,
+            Err(status) => return Ok(Err(status)),
+        };
+        let page_len = first.hit_count;
+        let (mut more, total) = (first.more, first.total.unwrap_or(0).min(MAX_CHILDREN));
+        let mut offset = page_len;
+        add(first.attrs);
+        if more && page_len > 0 && total > page_len {
+            let offsets = (1..).map(move |k: u64| k * page_len).take_while(move |o| *o < total);
+            let mut pages = stream::iter(offsets)
+                .map(|offset| self.hits_page(folder, offset))
+                .buffered(QUERY_CONCURRENCY);
+            while let Some(page) = pages.try_next().await? {
+                let page = page.map_err(|status| status_error(&jcr_path(folder), status))?;
+                (offset, more) = (page.offset + page.hit_count, page.more);
+                let short = page.hit_count < page_len;
+                add(page.attrs);
+                if !more || short {
+                    break;
+                }
+            }
+        }
+        let mut pages = offset / page_len.max(1);
+        while more && offset > 0 {
+            pages += 1;
+            if pages > MAX_QUERY_PAGES {
+                return Err(format_error(
+                    &jcr_path(folder),
+                    format!("QueryBuilder announced more hits after {MAX_QUERY_PAGES} pages"),
+                ));
+            }
+            let page = self.hits_page(folder, offset).await?;
+            let page = page.map_err(|status| status_error(&jcr_path(folder), status))?;
+            if page.hit_count == 0 {
+                break;
+            }
+            (offset, more) = (offset + page.hit_count, page.more);
+            add(page.attrs);
+        }
+        Ok(Ok(out))
+    }
+
+    /// One page of QueryBuilder hits of a folder's attributes, from hit `offset` on, or the
+    /// status by which QueryBuilder was refused.
+    async fn hits_page(&self, folder: &str, offset: u64) -> RemoteResult<Result<HitsRead, StatusCode>> {
+        let url = self.endpoints.querybuilder(&attrs_params(folder, offset));
+        let path = format!("{} (path={})", label(&url), jcr_path(folder));
+        let value = match self.http.get_json_answer(url).await? {
+            Answer::Json(value) => value,
+            Answer::Status(status) if QUERY_REFUSED.contains(&status.as_u16()) => return Ok(Err(status)),
+            Answer::Status(status) => return Err(status_error(&path, status)),
+        };
+        let page = parse_hits(&value).map_err(|cause| format_error(&path, cause))?;
+        Ok(Ok(HitsRead {
+            offset,
+            attrs: attrs_from_hits(page.hits, folder),
+            hit_count: page.hits.len() as u64,
+            more: page.more && !page.hits.is_empty(),
+            total: page.total,
+        }))
     }
 
     /// One page of a folder listing at `offset`.

@@ -55,6 +55,9 @@ pub(crate) struct HitsPage<'a> {
     pub hits: &'a [Value],
     /// `more`: further hits past this page.
     pub more: bool,
+    /// `total`: how many hits the query has, exact or (with `p.guessTotal`) a guess that
+    /// may fall short. Only a hint of how many pages to ask for at once.
+    pub total: Option<u64>,
 }
 
 /// Reads the envelope of a QueryBuilder answer.
@@ -73,7 +76,8 @@ pub(crate) fn parse_hits(value: &Value) -> Result<HitsPage<'_>, String> {
         Some(Value::String(s)) => s == "true",
         _ => false,
     };
-    Ok(HitsPage { hits, more })
+    let total = object.get("total").and_then(as_count);
+    Ok(HitsPage { hits, more, total })
 }
 
 /// A property of a selective hit, as a nested object (`jcr:content` → `metadata` → …) or,
@@ -180,6 +184,7 @@ mod tests {
             "junk"]});
         let page = parse_hits(&answer).unwrap();
         assert!(!page.more);
+        assert_eq!(page.total, Some(4));
         let attrs = attrs_from_hits(page.hits, "we retail/act");
         let modified = Some(UNIX_EPOCH + Duration::from_secs(1_729_879_917));
         assert_eq!(

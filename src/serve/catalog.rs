@@ -25,6 +25,7 @@ pub(crate) use super::files::{Asset, Stamp};
 use super::metadata::{Digests, MetaNeeds, describe};
 use super::renditions::{Generator, ORIGINAL, Rendition};
 use super::{Auth, RequestRecord};
+use crate::bounded::Bounded;
 use crate::sidecar::{SIDECAR_NAME, Sidecar};
 
 /// At most this many request records are kept (oldest dropped first), so that a long-running
@@ -69,6 +70,27 @@ pub struct Catalog {
     digests: Digests,
     /// Makes and finds generated renditions.
     pub(super) renditions: Generator,
+    /// The children of folders as last read, by folder (see [`Catalog::children`]).
+    listed: Mutex<Bounded<PathBuf, Listed>>,
+}
+
+/// Children of folders kept in memory, counted in children: a listing is read a page at a
+/// time, and every page would otherwise read and sort the whole folder again. A hundred
+/// thousand children take a few MiB.
+const LISTED_CHILDREN: u64 = 100_000;
+
+/// How old a folder's modification time must be before its children are kept. A folder
+/// changed within the same tick of the kernel's coarse clock as the last read would keep
+/// that modification time, so the kept children of a folder changed lately would hide the
+/// change. A change after the read then always shows as a newer time.
+const LISTED_SETTLED: Duration = Duration::from_secs(1);
+
+/// The children of a folder as read, and what its directory looked like then.
+struct Listed {
+    /// Inode and modification time (ns) of the directory: any child added, removed or
+    /// renamed changes the time.
+    dir: (u64, u64),
+    children: Arc<[Child]>,
 }
 
 /// A request as recorded while it is answered: the byte count grows as the body streams.
@@ -181,6 +203,7 @@ impl Catalog {
             sidecar: Mutex::new(None),
             digests,
             renditions,
+            listed: Mutex::new(Bounded::new(LISTED_CHILDREN)),
         }))
     }
 
@@ -398,9 +421,34 @@ impl Catalog {
     }
 
     /// The children of `folder` in repository order: folders and regular files whose names
-    /// can be served; symbolic links only when they stay inside the served folder.
-    pub(crate) fn children(&self, folder: &Folder) -> io::Result<Vec<Child>> {
+    /// can be served; symbolic links only when they stay inside the served folder. Kept while
+    /// the directory's modification time stays the same (unless it was too recent to tell a
+    /// later change, or the folder holds symbolic links, whose targets may change apart).
+    pub(crate) fn children(&self, folder: &Folder) -> io::Result<Arc<[Child]>> {
+        use std::os::unix::fs::MetadataExt;
+        let read_at = SystemTime::now();
+        let meta = fs::metadata(&folder.dir)?;
+        let dir = (meta.ino(), super::files::nanos(meta.modified().unwrap_or(UNIX_EPOCH)));
+        if let Some(listed) = self.listed.lock().get(&folder.dir)
+            && listed.dir == dir
+        {
+            return Ok(Arc::clone(&listed.children));
+        }
+        let (children, links) = self.read_children(folder)?;
+        let children: Arc<[Child]> = children.into();
+        let settled = meta.modified().is_ok_and(|m| m + LISTED_SETTLED <= read_at);
+        if settled && !links {
+            let weight = children.len() as u64;
+            let kept = Listed { dir, children: Arc::clone(&children) };
+            self.listed.lock().insert(folder.dir.clone(), kept, weight);
+        }
+        Ok(children)
+    }
+
+    /// Reads the children of `folder` from disk, sorted, and whether any was a link.
+    fn read_children(&self, folder: &Folder) -> io::Result<(Vec<Child>, bool)> {
         let mut children = Vec::new();
+        let mut links = false;
         for dirent in fs::read_dir(&folder.dir)? {
             let dirent = dirent?;
             let Ok(name) = dirent.file_name().into_string() else {
@@ -412,6 +460,7 @@ impl Catalog {
             }
             let file_type = dirent.file_type()?;
             let kind = if file_type.is_symlink() {
+                links = true;
                 match self.symlink_kind(&dirent.path()) {
                     Some(kind) => kind,
                     None => continue,
@@ -426,7 +475,7 @@ impl Catalog {
             children.push(Child { name, kind });
         }
         children.sort_by_cached_key(|c| (repository_order(&c.name), c.name.clone()));
-        Ok(children)
+        Ok((children, links))
     }
 
     /// The kind of what a symbolic link leads to, if it stays inside the served folder.
@@ -470,7 +519,7 @@ impl Catalog {
 }
 
 /// The entry at `path` (already known to be inside the served folder).
-fn entry_at(rel: String, name: String, path: PathBuf) -> io::Result<Option<Entry>> {
+pub(crate) fn entry_at(rel: String, name: String, path: PathBuf) -> io::Result<Option<Entry>> {
     let meta = match fs::metadata(&path) {
         Ok(meta) => meta,
         Err(e) if is_missing(&e) => return Ok(None),
@@ -503,6 +552,48 @@ impl Drop for StalledGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(children: &[Child]) -> Vec<String> {
+        let mut names: Vec<String> = children.iter().map(|c| c.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Sets the modification time of `dir` to `ago` before now.
+    fn age(dir: &Path, ago: Duration) {
+        let file = fs::File::open(dir).unwrap();
+        file.set_modified(SystemTime::now() - ago).unwrap();
+    }
+
+    #[test]
+    fn kept_children_last_until_the_folder_changes() {
+        let dam = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let dir = dam.path().join("f");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.jpg"), b"a").unwrap();
+        age(&dir, Duration::from_secs(60));
+        let catalog = Catalog::open(dam.path(), state.path(), Auth::default()).unwrap();
+        let Some(Entry::Folder(folder)) = catalog.lookup(&["f".to_string()]).unwrap() else { panic!() };
+        let first = catalog.children(&folder).unwrap();
+        assert!(Arc::ptr_eq(&first, &catalog.children(&folder).unwrap()), "kept");
+        fs::write(dir.join("b.jpg"), b"b").unwrap();
+        assert_eq!(
+            names(&catalog.children(&folder).unwrap()),
+            ["a.jpg", "b.jpg"],
+            "the new time shows the change"
+        );
+        // A time too recent to tell a later change within the same clock tick: not kept.
+        let fresh = catalog.children(&folder).unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &catalog.children(&folder).unwrap()));
+        // Kept again once the time is old; a removal moves it on.
+        age(&dir, Duration::from_secs(60));
+        let kept = catalog.children(&folder).unwrap();
+        fs::remove_file(dir.join("a.jpg")).unwrap();
+        age(&dir, Duration::from_secs(30));
+        assert!(!Arc::ptr_eq(&kept, &catalog.children(&folder).unwrap()));
+        assert_eq!(names(&catalog.children(&folder).unwrap()), ["b.jpg"]);
+    }
 
     #[test]
     fn names_that_are_never_served() {

@@ -8,11 +8,12 @@
 //! depth first. The node trees hits are cut from come from `sling`.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::catalog::{Asset, Catalog, Entry, Folder, name_problem};
+use super::catalog::{Catalog, Child, Entry, Folder, Kind, entry_at, name_problem};
 use super::metadata::MetaNeeds;
 use super::reply::{HttpError, HttpResult, blocking};
 use super::sling::{self, Node};
@@ -176,9 +177,45 @@ fn scope(query: &Query) -> HttpResult<Scope> {
     Ok(Scope::Nothing)
 }
 
+/// A folder or an asset a walk found. An asset is named by its folder's children and its
+/// place among them, and stat'ed (for its size and time) only if its hit is on the page
+/// asked for: a page of a large folder costs its own hits, not the whole folder's.
+enum Found {
+    Folder(Folder),
+    Asset { folder: Arc<Folder>, children: Arc<[Child]>, at: usize },
+}
+
+impl Found {
+    /// The asset's name.
+    fn name(&self) -> &str {
+        match self {
+            Found::Folder(f) => &f.name,
+            Found::Asset { children, at, .. } => &children[*at].name,
+        }
+    }
+
+    fn rel(&self) -> String {
+        match self {
+            Found::Folder(f) => f.rel.clone(),
+            Found::Asset { folder, .. } => crate::names::join(&folder.rel, self.name()),
+        }
+    }
+
+    /// The entry, with its attributes read now (None if it vanished since the walk).
+    fn entry(self) -> std::io::Result<Option<Entry>> {
+        match self {
+            Found::Folder(f) => Ok(Some(Entry::Folder(f))),
+            Found::Asset { ref folder, .. } => {
+                let name = self.name().to_string();
+                entry_at(self.rel(), name.clone(), folder.dir.join(name))
+            }
+        }
+    }
+}
+
 /// Folders and assets under `start` (its children only when `flat`), depth first in
 /// repository order; a folder reached twice through symbolic links is walked once.
-fn collect(catalog: &Catalog, start: &Folder, flat: bool) -> std::io::Result<Vec<Entry>> {
+fn collect(catalog: &Catalog, start: &Folder, flat: bool) -> std::io::Result<Vec<Found>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     walk(catalog, start, flat, &mut seen, &mut out)?;
@@ -189,37 +226,41 @@ fn walk(
     catalog: &Catalog,
     folder: &Folder,
     flat: bool,
-    seen: &mut HashSet<std::path::PathBuf>,
-    out: &mut Vec<Entry>,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<Found>,
 ) -> std::io::Result<()> {
     if let Ok(canonical) = folder.dir.canonicalize() {
         if !seen.insert(canonical) {
             return Ok(());
         }
     }
-    for child in catalog.children(folder)? {
-        match catalog.child_entry(folder, &child)? {
-            Some(Entry::Folder(sub)) => {
-                out.push(Entry::Folder(sub.clone()));
+    let children = catalog.children(folder)?;
+    let shared = Arc::new(folder.clone());
+    for (at, child) in children.iter().enumerate() {
+        match child.kind {
+            Kind::Folder => {
+                let Some(Entry::Folder(sub)) = catalog.child_entry(folder, child)? else { continue };
+                out.push(Found::Folder(sub.clone()));
                 if !flat {
                     walk(catalog, &sub, flat, seen, out)?;
                 }
             }
-            Some(asset) => out.push(asset),
-            None => {}
+            Kind::Asset => {
+                out.push(Found::Asset { folder: Arc::clone(&shared), children: Arc::clone(&children), at })
+            }
         }
     }
     Ok(())
 }
 
 /// Whether the tags of an asset satisfy every `tagid` of the query.
-fn tags_match(sidecar: &Sidecar, asset: &Asset, tagids: &[String]) -> bool {
+fn tags_match(sidecar: &Sidecar, rel: &str, tagids: &[String]) -> bool {
     if tagids.is_empty() {
         return true;
     }
     let carried: Vec<String> = sidecar
         .assets
-        .get(&asset.rel)
+        .get(rel)
         .map(|info| info.tags.iter().filter_map(|t| sling::canonical_tag_id(t)).collect())
         .unwrap_or_default();
     tagids.iter().all(|wanted| {
@@ -234,16 +275,16 @@ fn tags_match(sidecar: &Sidecar, asset: &Asset, tagids: &[String]) -> bool {
 }
 
 /// The words an entry is found by.
-fn haystack(sidecar: &Sidecar, catalog: &Catalog, entry: &Entry) -> HashSet<String> {
+fn haystack(sidecar: &Sidecar, catalog: &Catalog, found: &Found) -> HashSet<String> {
     let mut texts = Vec::new();
-    match entry {
-        Entry::Folder(folder) => {
+    match found {
+        Found::Folder(folder) => {
             texts.push(folder.name.clone());
             texts.extend(catalog.folder_title(sidecar, folder));
         }
-        Entry::Asset(asset) => {
-            texts.push(asset.name.clone());
-            if let Some(info) = sidecar.assets.get(&asset.rel) {
+        Found::Asset { .. } => {
+            texts.push(found.name().to_string());
+            if let Some(info) = sidecar.assets.get(&found.rel()) {
                 texts.extend(info.title.clone());
                 texts.extend(info.description.clone());
                 for tag in &info.tags {
@@ -270,39 +311,48 @@ fn dam_path(rel: &str) -> String {
 pub(crate) async fn search(catalog: &Arc<Catalog>, params: &[(String, String)]) -> HttpResult<Value> {
     let query = Query::parse(params)?;
     let sidecar = catalog.sidecar();
-    let matches = match scope(&query)? {
-        Scope::Nothing => Vec::new(),
+    // The page of hits (stat'ed now), the count of all, and the page's bounds in it.
+    let (page, total, start, end) = match scope(&query)? {
+        Scope::Nothing => (Vec::new(), 0, 0, 0),
         Scope::Folder { segments, flat } => {
             let (catalog2, sidecar2) = (Arc::clone(catalog), Arc::clone(&sidecar));
             let (assets, folders) = (query.wants_assets(), query.wants_folders());
             let (fulltext, tagids) = (query.fulltext.clone(), query.tagids.clone());
+            let (offset, limit) = (query.offset, query.limit);
             blocking("cannot search the folder", move || {
                 let start = match catalog2.lookup(&segments)? {
                     Some(Entry::Folder(folder)) => folder,
-                    _ => return Ok(Vec::new()),
+                    _ => return Ok((Vec::new(), 0, 0, 0)),
                 };
                 let all = collect(&catalog2, &start, flat)?;
-                Ok(all
+                let mut matches: Vec<Found> = all
                     .into_iter()
-                    .filter(|entry| match entry {
-                        Entry::Asset(asset) => assets && tags_match(&sidecar2, asset, &tagids),
-                        Entry::Folder(_) => folders && tagids.is_empty(),
+                    .filter(|found| match found {
+                        Found::Asset { .. } => {
+                            assets && (tagids.is_empty() || tags_match(&sidecar2, &found.rel(), &tagids))
+                        }
+                        Found::Folder(_) => folders && tagids.is_empty(),
                     })
-                    .filter(|entry| {
+                    .filter(|found| {
                         fulltext.is_empty()
-                            || fulltext_match(&haystack(&sidecar2, &catalog2, entry), &fulltext)
+                            || fulltext_match(&haystack(&sidecar2, &catalog2, found), &fulltext)
                     })
-                    .collect::<Vec<_>>())
+                    .collect();
+                let total = matches.len() as u64;
+                let start = offset.min(total);
+                let end = limit.map_or(total, |limit| start.saturating_add(limit).min(total));
+                let page = matches
+                    .drain(usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(usize::MAX))
+                    .map(Found::entry)
+                    .filter_map(Result::transpose)
+                    .collect::<std::io::Result<Vec<Entry>>>()?;
+                Ok((page, total, start, end))
             })
             .await?
         }
     };
-    let total = matches.len() as u64;
-    let start = query.offset.min(total);
-    let end = query.limit.map_or(total, |limit| start.saturating_add(limit).min(total));
-    let page = &matches[usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(matches.len())];
     let mut hits = Vec::with_capacity(page.len());
-    for entry in page {
+    for entry in &page {
         hits.push(hit(catalog, &sidecar, &query, entry).await?);
     }
     Ok(json!({

@@ -184,7 +184,7 @@ pub(crate) fn folder_node(
 ) -> std::io::Result<Node> {
     let mut node = folder_shell(catalog, sidecar, folder);
     if with_children {
-        for child in catalog.children(folder)? {
+        for child in catalog.children(folder)?.iter() {
             let shallow = match child.kind {
                 Kind::Folder => {
                     let rel = crate::names::join(&folder.rel, &child.name);
@@ -196,7 +196,7 @@ pub(crate) fn folder_node(
                 }
                 Kind::Asset => Node::typed("dam:Asset"),
             };
-            node.children.push((child.name, shallow));
+            node.children.push((child.name.clone(), shallow));
         }
     }
     Ok(node)

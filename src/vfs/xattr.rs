@@ -11,6 +11,9 @@ use super::inode::Node;
 use super::{Vfs, reserved};
 use crate::error::{FsError, FsResult};
 
+/// The one extended attribute namespace damfs serves.
+const USER_NAMESPACE: &str = "user.";
+
 impl<R: Remote> Vfs<R> {
     /// The target of a symbolic link.
     pub fn readlink(&self, ino: u64) -> FsResult<String> {
@@ -52,9 +55,15 @@ impl<R: Remote> Vfs<R> {
         })
     }
 
-    /// The value of an extended attribute.
+    /// The value of an extended attribute. Every attribute damfs serves is in the `user.`
+    /// namespace; a name in any other (`security.selinux`, `system.posix_acl_access`, which
+    /// `ls -l` asks of every file) answers EOPNOTSUPP rather than ENODATA: coreutils then
+    /// stops asking for the rest of the filesystem, instead of costing two requests per file.
     pub async fn getxattr(self: &Arc<Self>, ino: u64, name: &str, deadline: Deadline) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
+        if !name.starts_with(USER_NAMESPACE) {
+            return Err(FsError::NoXattrNamespace);
+        }
         match (&*node, name) {
             (Node::Folder(f), crate::stats::XATTR) if *f == self.config.root => {
                 let snapshot = self.snapshot();

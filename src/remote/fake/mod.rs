@@ -395,6 +395,12 @@ impl Remote for FakeRemote {
             .collect())
     }
 
+    /// Like QueryBuilder, which the fake always allows: the same answer as `folder_attrs`,
+    /// counted as one of its calls.
+    async fn bulk_folder_attrs(&self, folder: &str) -> RemoteResult<Option<Vec<AssetAttrs>>> {
+        self.folder_attrs(folder, &[]).await.map(Some)
+    }
+
     async fn asset_metadata(&self, asset: &str) -> RemoteResult<AssetMetadata> {
         self.enter(Method::AssetMetadata, asset).await?;
         let raw = self.state.lock().asset(asset)?.metadata_node();
