@@ -33,7 +33,7 @@ pub enum IndexOp {
     /// Store (replace) an asset's manifest.
     Asset { path: String, manifest: String, fetched_at: i64 },
     /// Record a complete, verified content file of a rendition.
-    Rendition { asset: String, name: String, size: u64, sha256: String },
+    Rendition { asset: String, name: String, size: u64, digest: String },
     /// Record an access to an asset.
     Touch { path: String, at: i64 },
     /// Forget the content of an asset (its renditions); the manifest stays.
@@ -177,14 +177,14 @@ pub fn listing(conn: &Connection, folder: &str) -> rusqlite::Result<Option<(Stri
     .optional()
 }
 
-/// An asset's renditions: (name, size, sha256).
+/// An asset's renditions: (name, size, recorded digest; see [`crate::digest`]).
 pub fn renditions(conn: &Connection, asset: &str) -> rusqlite::Result<Vec<(String, u64, String)>> {
     let mut stmt = conn.prepare_cached("SELECT name, size, sha256 FROM renditions WHERE asset = ?1")?;
     let rows = stmt.query_map([asset], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
     rows.collect()
 }
 
-/// Every rendition row: (asset, name, size, sha256).
+/// Every rendition row: (asset, name, size, recorded digest).
 pub fn all_renditions(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64, String)>> {
     let mut stmt = conn.prepare("SELECT asset, name, size, sha256 FROM renditions")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?;
@@ -292,41 +292,37 @@ pub fn apply(
     for op in batch {
         match op {
             IndexOp::Inode { key, ino } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO inodes (key, ino) VALUES (?1, ?2)",
-                    params![key, ino as i64],
-                )?;
+                tx.prepare_cached("INSERT OR REPLACE INTO inodes (key, ino) VALUES (?1, ?2)")?
+                    .execute(params![key, ino as i64])?;
             }
             IndexOp::Listing { path, json, fetched_at } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO listings VALUES (?1, ?2, ?3)",
-                    params![path, json, fetched_at],
-                )?;
+                tx.prepare_cached("INSERT OR REPLACE INTO listings VALUES (?1, ?2, ?3)")?
+                    .execute(params![path, json, fetched_at])?;
             }
             IndexOp::Asset { path, manifest, fetched_at } => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO assets VALUES (?1, ?2, ?3, ?3) ON CONFLICT(path) DO UPDATE
                      SET manifest = excluded.manifest, fetched_at = excluded.fetched_at",
-                    params![path, manifest, fetched_at],
-                )?;
+                )?
+                .execute(params![path, manifest, fetched_at])?;
             }
-            IndexOp::Rendition { asset, name, size, sha256 } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO renditions VALUES (?1, ?2, ?3, ?4)",
-                    params![asset, name, size as i64, sha256],
-                )?;
+            IndexOp::Rendition { asset, name, size, digest } => {
+                tx.prepare_cached("INSERT OR REPLACE INTO renditions VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![asset, name, size as i64, digest])?;
             }
             IndexOp::Touch { path, at } => {
-                tx.execute("UPDATE assets SET last_access = ?2 WHERE path = ?1", params![path, at])?;
+                tx.prepare_cached("UPDATE assets SET last_access = ?2 WHERE path = ?1")?
+                    .execute(params![path, at])?;
             }
             IndexOp::DropContent { path } => {
-                tx.execute("DELETE FROM renditions WHERE asset = ?1", params![path])?;
+                tx.prepare_cached("DELETE FROM renditions WHERE asset = ?1")?.execute(params![path])?;
             }
             IndexOp::DropRendition { asset, name } => {
-                tx.execute("DELETE FROM renditions WHERE asset = ?1 AND name = ?2", params![asset, name])?;
+                tx.prepare_cached("DELETE FROM renditions WHERE asset = ?1 AND name = ?2")?
+                    .execute(params![asset, name])?;
             }
             IndexOp::DropManifest { path } => {
-                tx.execute("DELETE FROM assets WHERE path = ?1", params![path])?;
+                tx.prepare_cached("DELETE FROM assets WHERE path = ?1")?.execute(params![path])?;
             }
             IndexOp::Flush(done) => flushes.push(done),
         }

@@ -66,8 +66,9 @@ pub fn charged(size: u64) -> u64 {
 pub struct CachedRendition {
     /// Its length in bytes.
     pub size: u64,
-    /// SHA-256 of its bytes, lower-case hex.
-    pub sha256: String,
+    /// The digest recorded for its bytes (see [`crate::digest`]); the index's column keeps
+    /// the name `sha256` it had when that was the only kind.
+    pub digest: String,
 }
 
 /// The on-disk cache of one remote.
@@ -260,7 +261,7 @@ impl Cache {
         }
         let rows = self.query("renditions", |c| index::renditions(c, asset)).unwrap_or_default();
         let map: HashMap<String, CachedRendition> =
-            rows.into_iter().map(|(name, size, sha256)| (name, CachedRendition { size, sha256 })).collect();
+            rows.into_iter().map(|(name, size, digest)| (name, CachedRendition { size, digest })).collect();
         self.state.lock().renditions.entry(asset.to_string()).or_insert_with(|| map.clone());
         map
     }
@@ -282,7 +283,7 @@ impl Cache {
         rendition: &str,
         temp: &Path,
         size: u64,
-        sha256: &str,
+        digest: &str,
     ) -> io::Result<PathBuf> {
         // Load the asset's existing renditions first, so the in-memory view stays complete.
         self.renditions(asset);
@@ -296,7 +297,7 @@ impl Cache {
         fs::rename(temp, &dest)?;
         {
             let mut state = self.state.lock();
-            let entry = CachedRendition { size, sha256: sha256.to_string() };
+            let entry = CachedRendition { size, digest: digest.to_string() };
             let previous =
                 state.renditions.entry(asset.to_string()).or_default().insert(rendition.to_string(), entry);
             let grown = charged(size).saturating_sub(previous.map(|p| charged(p.size)).unwrap_or(0));
@@ -306,7 +307,7 @@ impl Cache {
             asset: asset.into(),
             name: rendition.into(),
             size,
-            sha256: sha256.into(),
+            digest: digest.into(),
         });
         Ok(dest)
     }
