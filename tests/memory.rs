@@ -107,6 +107,8 @@ fn a_walk_of_200000_entries_stays_bounded_and_what_the_kernel_forgets_leaves() {
     assert_eq!(seen.unwrap(), FOLDERS * PER_FOLDER);
 
     let walked = rss(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    eprintln!("{}", status.lines().filter(|l| l.starts_with("Rss")).collect::<Vec<_>>().join(" "));
     let held = stat_of(&mount, "inodes");
     eprintln!("after the walk: RSS {} MiB, {held} nodes in the inode table", walked >> 20);
     assert!(walked < RSS_BOUND, "the daemon takes {} MiB after the walk", walked >> 20);

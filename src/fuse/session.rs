@@ -110,11 +110,18 @@ fn raise_open_files() {
 /// swell with free blocks. Two keep allocation fast on these 2-core machines.
 const MALLOC_ARENAS: libc::c_int = 2;
 
+/// Blocks of at least this size get pages of their own (mmap), handed back when freed.
+/// Setting it keeps glibc from raising it as large blocks are freed (up to 32 MiB), after
+/// which the response bodies and parsed pages of large listings would be carved out of the
+/// heap and leave it fragmented.
+const MALLOC_MMAP_THRESHOLD: libc::c_int = 144 << 10;
+
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes an allocator setting.
+    // SAFETY: mallopt only changes allocator settings.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
     }
 }
 

@@ -171,6 +171,10 @@ const LISTING_CAP_STEPS: u32 = 60;
 /// listing larger than that alone is held alone.
 const HELD_CHILDREN: u64 = 32_768;
 
+/// A listing of at least this many children frees enough, once built, to be worth handing
+/// the memory back to the system (see [`crate::bounded::give_back_memory`]).
+const LARGE_LISTING: u64 = 1_000;
+
 /// The listings of a mount.
 #[derive(Debug)]
 pub struct Listings<R> {
@@ -317,6 +321,11 @@ impl<R: Remote> Listings<R> {
         }
         let held = Held { listing: Arc::clone(&listing), fetched: Some(Instant::now()) };
         let weight = listing.children.len() as u64;
+        if weight >= LARGE_LISTING {
+            // Its pages, attributes and persisted form were freed: give that memory back
+            // (off the runtime's workers; nobody waits for it).
+            drop(tokio::task::spawn_blocking(crate::bounded::give_back_memory));
+        }
         let mut old = self.held.lock().insert(key.clone(), held, weight).map(|h| h.listing);
         if old.is_none() {
             // Dropped from memory for room (or never read): the persisted one is the old one.

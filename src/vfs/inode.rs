@@ -159,18 +159,6 @@ impl Table {
     }
 }
 
-/// Hands memory freed since the last sweep back to the system: the kernel forgetting many
-/// inodes at once (memory pressure, drop_caches) and the listings of large folders coming
-/// and going free many blocks, which the allocator keeps otherwise, so the daemon's
-/// resident size would only grow. A few milliseconds, once per sweep.
-fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Inode numbers <-> nodes, for the nodes the kernel holds (with how many entries of each
 /// it was given, so that FORGET can drop them) and those named lately. The numbers
 /// themselves come from the cache index, so a path keeps its number across remounts and
@@ -216,7 +204,7 @@ impl InodeTable {
                 table.by_node.insert(node, ino);
                 if table.churned() {
                     drop(table);
-                    give_back_memory();
+                    crate::bounded::give_back_memory();
                     return if counted { self.insert(node_ref, ino, true) } else { ino };
                 }
                 ino
@@ -257,7 +245,7 @@ impl InodeTable {
             table.drop_slot(ino);
             if table.churned() {
                 drop(table);
-                give_back_memory();
+                crate::bounded::give_back_memory();
             }
         }
     }
