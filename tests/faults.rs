@@ -215,7 +215,10 @@ fn every_fault_crossed_with_every_operation() {
         let log = mount.log_text();
         log[log.len().saturating_sub(20_000)..].to_string()
     });
+    // A transfer that ends removes its temporary file off the runtime's workers, a moment
+    // after its readers have their answer.
     let tmp = mount.cache_dir.join("tmp");
-    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0, "temporary files left under {}", tmp.display());
+    let count = || std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    common::mount::wait_until(Duration::from_secs(10), || count() == 0);
+    assert_eq!(count(), 0, "temporary files left under {}", tmp.display());
 }
