@@ -73,10 +73,15 @@ fn soon() -> Deadline {
 }
 
 async fn read_all(vfs: &Arc<Vfs<FakeRemote>>, ino: u64) -> Result<Vec<u8>, FsError> {
+    read_in(vfs, ino, 4096).await
+}
+
+/// Reads `ino` whole with reads of `size` bytes.
+async fn read_in(vfs: &Arc<Vfs<FakeRemote>>, ino: u64, size: u32) -> Result<Vec<u8>, FsError> {
     let opened = vfs.open(ino, libc::O_RDONLY, soon()).await?;
     let mut out = Vec::new();
     loop {
-        let chunk = vfs.read(opened.fh, out.len() as u64, 4096, soon()).await?;
+        let chunk = vfs.read(opened.fh, out.len() as u64, size, soon()).await?;
         if chunk.is_empty() {
             break;
         }
@@ -469,21 +474,6 @@ async fn text_and_metadata_renditions_wait_for_their_own_open() {
     assert_eq!(remote.fetch_count("a.jpg", "original"), 1, "the rest was not fetched again");
 }
 
-/// Reads `ino` whole with reads of 1 MiB.
-async fn read_big(vfs: &Arc<Vfs<FakeRemote>>, ino: u64) -> Result<Vec<u8>, FsError> {
-    let opened = vfs.open(ino, libc::O_RDONLY, soon()).await?;
-    let mut out = Vec::new();
-    loop {
-        let chunk = vfs.read(opened.fh, out.len() as u64, 1 << 20, soon()).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    vfs.release(opened.fh);
-    Ok(out)
-}
-
 #[tokio::test]
 async fn a_large_rendition_comes_in_parts_and_whole_from_a_remote_without_ranges() {
     for ignore_ranges in [false, true] {
@@ -496,7 +486,7 @@ async fn a_large_rendition_comes_in_parts_and_whole_from_a_remote_without_ranges
         let s = setup(Arc::new(remote), Duration::from_secs(20), 1 << 20);
         let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
         let big = s.vfs.lookup(we, "big.jpg", soon()).await.unwrap().attr.ino;
-        let bytes = read_big(&s.vfs, big).await.unwrap();
+        let bytes = read_in(&s.vfs, big, 1 << 20).await.unwrap();
         let want: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7)).collect();
         assert!(bytes == want, "the bytes read differ (ranges ignored: {ignore_ranges})");
         let asked = s.remote.fetch_count("we/big.jpg", "original");
@@ -509,7 +499,7 @@ async fn a_large_rendition_comes_in_parts_and_whole_from_a_remote_without_ranges
         });
         committed.await.expect("the rendition never entered the cache");
         assert_eq!(s.cache.rendition("we/big.jpg", "original").unwrap().size, len as u64);
-        assert!(read_big(&s.vfs, big).await.unwrap() == want);
+        assert!(read_in(&s.vfs, big, 1 << 20).await.unwrap() == want);
         assert_eq!(s.remote.fetch_count("we/big.jpg", "original"), asked, "a cached read fetched again");
     }
 }
