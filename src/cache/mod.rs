@@ -276,7 +276,7 @@ impl Cache {
 
     /// Moves a complete, verified temporary file into place and records it. Neither the
     /// file nor its directory is synced here: the index writer syncs the filesystem before
-    /// it records the file (see [`index::Writer`]).
+    /// it records the file (see the index writer).
     pub fn commit(
         &self,
         asset: &str,

@@ -33,7 +33,7 @@ pub const PART: u64 = 8 << 20;
 pub const MIN_LENGTH: u64 = 2 * PART;
 
 /// Most parts in transfer at a time. A part a reader waits for may start beyond it, by
-/// [`URGENT`] more.
+/// two more.
 pub const WINDOW: usize = 4;
 
 /// Parts started beyond the window for readers waiting on them.
