@@ -21,12 +21,14 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use super::Auth;
 pub(crate) use super::files::{Asset, Stamp};
 use super::metadata::{Digests, MetaNeeds, describe};
 use super::renditions::{Generator, ORIGINAL, Rendition};
-use super::{Auth, RequestRecord};
 use crate::bounded::Bounded;
 use crate::sidecar::{SIDECAR_NAME, Sidecar};
+
+mod controls;
 
 /// At most this many request records are kept (oldest dropped first), so that a long-running
 /// `damfs serve` does not grow without bound; tests clear the record long before.
@@ -215,148 +217,6 @@ impl Catalog {
     /// The state dir (canonical).
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
-    }
-
-    /// Control for tests of damfs: replaces the accepted credentials; the next request is
-    /// checked against the new ones (so a token that worked can later answer 401).
-    pub fn set_auth(&self, auth: Auth) {
-        *self.auth.write() = auth;
-    }
-
-    /// Control for tests of damfs: shows the asset at `rel` (relative to the served folder)
-    /// as still being processed, or no longer.
-    pub fn set_processing(&self, rel: &str, processing: bool) {
-        let mut set = self.processing.write();
-        if processing {
-            set.insert(rel.to_string());
-        } else {
-            set.remove(rel);
-        }
-    }
-
-    /// Whether the asset at `rel` shows as still being processed.
-    pub(super) fn processing(&self, rel: &str) -> bool {
-        self.processing.read().contains(rel)
-    }
-
-    /// The renditions of `asset` that exist now: only the original while it is processed.
-    pub(super) async fn renditions_of(&self, asset: &Asset) -> anyhow::Result<Vec<Rendition>> {
-        let mut all = self.renditions.list(asset).await?;
-        if self.processing(&asset.rel) {
-            all.retain(|r| r.name == ORIGINAL);
-        }
-        Ok(all)
-    }
-
-    /// The credentials accepted now.
-    pub(super) fn auth(&self) -> Auth {
-        self.auth.read().clone()
-    }
-
-    /// The tokens issued by the IMS endpoints.
-    pub(super) fn issued(&self) -> &super::ims::Issued {
-        &self.issued
-    }
-
-    /// How many tokens the IMS endpoints have issued (tests count renewals with it).
-    pub fn tokens_issued(&self) -> u64 {
-        self.issued.count()
-    }
-
-    /// Control for tests of damfs: while `stall` is true, every new request waits before it
-    /// is answered, until the stall is cleared, the client goes away or the server shuts
-    /// down. Bodies already streaming are not held up.
-    pub fn set_stall(&self, stall: bool) {
-        self.stall.send_replace(stall);
-    }
-
-    /// A receiver of the stall flag.
-    pub(super) fn stall_watch(&self) -> watch::Receiver<bool> {
-        self.stall.subscribe()
-    }
-
-    /// How many requests wait on the stall right now: tests wait for this rather than sleep.
-    pub fn stalled(&self) -> u64 {
-        self.stalled.load(Ordering::SeqCst)
-    }
-
-    /// Counts a request as waiting on the stall until the guard is dropped.
-    pub(super) fn stalled_guard(self: &Arc<Self>) -> StalledGuard {
-        self.stalled.fetch_add(1, Ordering::SeqCst);
-        StalledGuard(Arc::clone(self))
-    }
-
-    /// Control for tests of damfs: holds every binary body started from now on to
-    /// `bytes_per_second` (None: full speed), so a test can act in the middle of a transfer.
-    pub fn set_throttle(&self, bytes_per_second: Option<u64>) {
-        self.throttle.store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
-    }
-
-    /// Control for tests of damfs: every folder listing page waits `delay` before it is
-    /// answered (an AEM author under load), so that paging is slow.
-    pub fn set_listing_delay(&self, delay: Option<Duration>) {
-        let ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.listing_delay_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// The delay of folder listing pages, if any.
-    pub(super) fn listing_delay(&self) -> Option<Duration> {
-        Some(self.listing_delay_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0).map(Duration::from_millis)
-    }
-
-    /// The binary body rate limit, if any.
-    pub(super) fn throttle(&self) -> Option<u64> {
-        Some(self.throttle.load(Ordering::Relaxed)).filter(|&r| r > 0)
-    }
-
-    /// Control for tests of damfs: with `false`, `/bin/querybuilder.json` answers 404, as it
-    /// does behind a dispatcher that blocks it. On by default.
-    pub fn set_querybuilder(&self, enabled: bool) {
-        self.querybuilder.store(enabled, Ordering::Relaxed);
-    }
-
-    /// Whether QueryBuilder answers.
-    pub(super) fn querybuilder_enabled(&self) -> bool {
-        self.querybuilder.load(Ordering::Relaxed)
-    }
-
-    /// Control for tests of damfs: every request seen since the start (or the last
-    /// [`Catalog::clear_requests`]), oldest first. A record appears when the response head is
-    /// ready; its `bytes` count what the body has handed to the connection so far, so it is
-    /// complete once the client has read the whole body. A request whose client went away
-    /// before it was answered (e.g. while stalled) is recorded with status 499.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.records
-            .lock()
-            .iter()
-            .map(|r| RequestRecord {
-                method: r.method.clone(),
-                path: r.path.clone(),
-                status: r.status,
-                bytes: r.bytes.load(Ordering::Relaxed),
-            })
-            .collect()
-    }
-
-    /// Control for tests of damfs: forgets every request recorded so far.
-    pub fn clear_requests(&self) {
-        self.records.lock().clear();
-    }
-
-    /// Records a request answered with `status`; the caller adds body bytes as they go.
-    pub(super) fn record(&self, method: &str, path: &str, status: u16) -> Arc<LiveRecord> {
-        let record = Arc::new(LiveRecord {
-            method: method.to_string(),
-            path: path.to_string(),
-            status,
-            bytes: AtomicU64::new(0),
-        });
-        let mut records = self.records.lock();
-        if records.len() >= MAX_RECORDS {
-            records.pop_front();
-        }
-        records.push_back(Arc::clone(&record));
-        record
     }
 
     /// The sidecar, re-read when its file changed. A sidecar that cannot be read or parsed is
@@ -550,58 +410,4 @@ impl Drop for StalledGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(children: &[Child]) -> Vec<String> {
-        let mut names: Vec<String> = children.iter().map(|c| c.name.clone()).collect();
-        names.sort();
-        names
-    }
-
-    /// Sets the modification time of `dir` to `ago` before now.
-    fn age(dir: &Path, ago: Duration) {
-        let file = fs::File::open(dir).unwrap();
-        file.set_modified(SystemTime::now() - ago).unwrap();
-    }
-
-    #[test]
-    fn kept_children_last_until_the_folder_changes() {
-        let dam = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        let dir = dam.path().join("f");
-        fs::create_dir(&dir).unwrap();
-        fs::write(dir.join("a.jpg"), b"a").unwrap();
-        age(&dir, Duration::from_secs(60));
-        let catalog = Catalog::open(dam.path(), state.path(), Auth::default()).unwrap();
-        let Some(Entry::Folder(folder)) = catalog.lookup(&["f".to_string()]).unwrap() else { panic!() };
-        let first = catalog.children(&folder).unwrap();
-        assert!(Arc::ptr_eq(&first, &catalog.children(&folder).unwrap()), "kept");
-        fs::write(dir.join("b.jpg"), b"b").unwrap();
-        assert_eq!(
-            names(&catalog.children(&folder).unwrap()),
-            ["a.jpg", "b.jpg"],
-            "the new time shows the change"
-        );
-        // A time too recent to tell a later change within the same clock tick: not kept.
-        let fresh = catalog.children(&folder).unwrap();
-        assert!(!Arc::ptr_eq(&fresh, &catalog.children(&folder).unwrap()));
-        // Kept again once the time is old; a removal moves it on.
-        age(&dir, Duration::from_secs(60));
-        let kept = catalog.children(&folder).unwrap();
-        fs::remove_file(dir.join("a.jpg")).unwrap();
-        age(&dir, Duration::from_secs(30));
-        assert!(!Arc::ptr_eq(&kept, &catalog.children(&folder).unwrap()));
-        assert_eq!(names(&catalog.children(&folder).unwrap()), ["b.jpg"]);
-    }
-
-    #[test]
-    fn names_that_are_never_served() {
-        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "a\0b", ".damfs-sidecar.json"] {
-            assert!(name_problem(bad).is_some(), "{bad:?}");
-        }
-        for good in ["a", "Café au lait.jpg", "a+b (1).jpg", "日本 庭園.png", "x..y"] {
-            assert!(name_problem(good).is_none(), "{good:?}");
-        }
-    }
-}
+mod tests;

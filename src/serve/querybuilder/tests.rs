@@ -1,21 +1,6 @@
 use super::*;
 
 #[test]
-fn nested_properties() {
-    let mut out = Map::new();
-    insert_nested(&mut out, "jcr:path", json!("/content/dam/a.jpg"));
-    insert_nested(&mut out, "jcr:content/jcr:lastModified", json!("d"));
-    insert_nested(&mut out, "jcr:content/metadata/dam:size", json!(5));
-    insert_nested(&mut out, "jcr:content/metadata/dc:format", json!("image/jpeg"));
-    assert_eq!(
-        Value::Object(out),
-        json!({"jcr:path": "/content/dam/a.jpg",
-               "jcr:content": {"jcr:lastModified": "d",
-                               "metadata": {"dam:size": 5, "dc:format": "image/jpeg"}}})
-    );
-}
-
-#[test]
 fn fulltext_words() {
     let hay: HashSet<String> = words("Hiking in the Alps.jpg we-retail:activity/hiking Café").collect();
     assert!(fulltext_match(&hay, &parse_fulltext("hiking ALPS")));
