@@ -278,11 +278,9 @@ impl<R: Remote> Materializer<R> {
         // Reads the index (and decodes a manifest) when the asset is not in memory; when the
         // content is not all there, tells whether the index has nothing of the asset (a cold
         // open), in the same trip off the runtime.
-        let looked = tokio::task::spawn_blocking(move || match this.cached_content(&key) {
-            Some(content) => Ok(content),
-            None => {
-                Err(this.cached_manifest(&key).is_none() && this.cache.rendition(&key, "original").is_none())
-            }
+        let looked = tokio::task::spawn_blocking(move || match this.cached_manifest(&key) {
+            Some(manifest) => this.cached_content(&key, manifest).ok_or(false),
+            None => Err(this.cache.rendition(&key, "original").is_none()),
         })
         .await
         .unwrap_or(Err(false));
@@ -333,9 +331,9 @@ impl<R: Remote> Materializer<R> {
         }
     }
 
-    /// An asset whose manifest and every rendition are in the cache.
-    fn cached_content(&self, asset: &str) -> Option<Arc<AssetContent>> {
-        let manifest = self.cached_manifest(asset)?;
+    /// The content of an asset whose manifest is `manifest`, when every rendition its first
+    /// open fetches is in the cache.
+    fn cached_content(&self, asset: &str, manifest: Arc<Manifest>) -> Option<Arc<AssetContent>> {
         if manifest.provisional {
             return None;
         }
