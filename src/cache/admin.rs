@@ -5,16 +5,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 use super::{ContentNamer, LAYOUT, index};
-use crate::digest::{self, hex};
+use crate::digest::{self, Digests, Wanted};
 use crate::units::human_size;
 
 /// A cache directory opened for administration.
@@ -106,18 +103,22 @@ impl CacheDir {
             progress(i, total);
             let path = self.namer.path(&asset, &name);
             let expected_sha1 = if name == "original" { self.dam_sha1(&asset)? } else { None };
-            let problem = match digests(&path) {
+            let recorded_sha1 = digest::parse_recorded(&recorded).is_ok();
+            let wanted = Wanted { sha1: recorded_sha1 || expected_sha1.is_some(), sha256: !recorded_sha1 };
+            let problem = match file_digests(&path, wanted) {
                 Err(e) => Some(format!("cannot read {}: {e}", path.display())),
-                Ok((len, _, _)) if len != size => Some(format!("{len} bytes on disk, {size} recorded")),
-                Ok((_, sha256, sha1)) if !matches_recorded(&recorded, &sha256, &sha1) => {
+                Ok((len, _)) if len != size => Some(format!("{len} bytes on disk, {size} recorded")),
+                Ok((_, got)) if !matches_recorded(&recorded, &got) => {
                     Some("the digest differs from the recorded one".into())
                 }
-                Ok((_, _, sha1))
-                    if expected_sha1.as_ref().is_some_and(|e| !e.eq_ignore_ascii_case(&sha1)) =>
+                Ok((_, got))
+                    if expected_sha1
+                        .as_ref()
+                        .is_some_and(|e| !got.sha1.as_deref().is_some_and(|g| e.eq_ignore_ascii_case(g))) =>
                 {
                     Some("SHA-1 differs from the remote's dam:sha1".into())
                 }
-                Ok((len, _, _)) => {
+                Ok((len, _)) => {
                     report.bytes += len;
                     None
                 }
@@ -188,32 +189,20 @@ impl CacheDir {
     }
 }
 
-/// Whether a file whose digests are `sha256` and `sha1` is the one `recorded` names (see
+/// Whether a file whose digests are `got` is the one `recorded` names (see
 /// [`crate::digest`]).
-fn matches_recorded(recorded: &str, sha256: &str, sha1: &str) -> bool {
+fn matches_recorded(recorded: &str, got: &Digests) -> bool {
     match digest::parse_recorded(recorded) {
-        Ok(recorded_sha1) => recorded_sha1.eq_ignore_ascii_case(sha1),
-        Err(recorded_sha256) => recorded_sha256 == sha256,
+        Ok(sha1) => got.sha1.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(sha1)),
+        Err(sha256) => got.sha256.as_deref() == Some(sha256),
     }
 }
 
-/// (length, SHA-256 hex, SHA-1 hex) of a file.
-fn digests(path: &Path) -> std::io::Result<(u64, String, String)> {
-    let mut file = fs::File::open(path)?;
-    let mut sha256 = Sha256::new();
-    let mut sha1 = Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sha256.update(&buf[..n]);
-        sha1.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((len, hex(&sha256.finalize()), hex(&sha1.finalize())))
+/// The length of a file and its `wanted` digests.
+fn file_digests(path: &Path, wanted: Wanted) -> std::io::Result<(u64, Digests)> {
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    Ok((len, digest::of_file(&file, len, wanted)?))
 }
 
 fn date(secs: i64) -> String {
