@@ -105,11 +105,18 @@ enum Claim {
     Done,
 }
 
+/// One part: who has it, and how much of it is written.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    claim: Claim,
+    filled: u64,
+}
+
 /// The parts of one transfer, shared by its workers.
 struct Parts {
     total: u64,
-    claims: Mutex<Vec<Claim>>,
-    filled: Mutex<Vec<u64>>,
+    /// Each part's claim and the bytes written from its start, under one lock.
+    slots: Mutex<Vec<Slot>>,
     /// Set once the remote answered a range with the whole body.
     no_ranges: AtomicBool,
 }
@@ -122,10 +129,10 @@ impl Parts {
 
     /// Takes part `i` if nobody has it.
     fn claim(&self, i: usize) -> bool {
-        let mut claims = self.claims.lock();
-        match claims.get_mut(i) {
-            Some(c @ Claim::Missing) => {
-                *c = Claim::Running;
+        let mut slots = self.slots.lock();
+        match slots.get_mut(i) {
+            Some(slot) if slot.claim == Claim::Missing => {
+                slot.claim = Claim::Running;
                 true
             }
             _ => false,
@@ -134,13 +141,13 @@ impl Parts {
 
     /// The first missing part from `from` on, wrapping round.
     fn next_missing(&self, from: usize) -> Option<usize> {
-        let claims = self.claims.lock();
-        let n = claims.len();
-        (0..n).map(|k| (from + k) % n).find(|&i| claims[i] == Claim::Missing)
+        let slots = self.slots.lock();
+        let n = slots.len();
+        (0..n).map(|k| (from + k) % n).find(|&i| slots[i].claim == Claim::Missing)
     }
 
     fn all_done(&self) -> bool {
-        self.claims.lock().iter().all(|c| *c == Claim::Done)
+        self.slots.lock().iter().all(|s| s.claim == Claim::Done)
     }
 }
 
@@ -164,8 +171,7 @@ pub async fn receive<R: Remote>(
     let n = usize::try_from(total.div_ceil(PART)).map_err(|_| FsError::Invalid)?;
     let parts = Parts {
         total,
-        claims: Mutex::new(vec![Claim::Missing; n]),
-        filled: Mutex::new(vec![0; n]),
+        slots: Mutex::new(vec![Slot { claim: Claim::Missing, filled: 0 }; n]),
         no_ranges: AtomicBool::new(false),
     };
     let worker = Worker { source, parts: &parts, file, stats, publish };
@@ -263,9 +269,9 @@ impl<R: Remote> Worker<'_, R> {
 
     /// Gives part `i` back, unfilled.
     fn release(&self, i: usize) {
-        let mut claims = self.parts.claims.lock();
-        if claims[i] == Claim::Running {
-            claims[i] = Claim::Missing;
+        let mut slots = self.parts.slots.lock();
+        if slots[i].claim == Claim::Running {
+            slots[i].claim = Claim::Missing;
         }
     }
 
@@ -353,7 +359,7 @@ impl<R: Remote> Worker<'_, R> {
         }
         if let Some(i) = owned {
             let (start, end) = self.parts.span(i);
-            let have = self.parts.filled.lock()[i];
+            let have = self.parts.slots.lock()[i].filled;
             if start + have < end {
                 return Err(broken(
                     self.what(),
@@ -383,12 +389,13 @@ impl<R: Remote> Worker<'_, R> {
         let i = usize::try_from(at / PART).unwrap_or(usize::MAX);
         let (start, end) = self.parts.span(i);
         let filled: Filled = {
-            let mut filled = self.parts.filled.lock();
-            filled[i] = (at + len - start).max(filled[i]);
-            if start + filled[i] >= end {
-                self.parts.claims.lock()[i] = Claim::Done;
+            let mut slots = self.parts.slots.lock();
+            let slot = &mut slots[i];
+            slot.filled = (at + len - start).max(slot.filled);
+            if start + slot.filled >= end {
+                slot.claim = Claim::Done;
             }
-            filled.as_slice().into()
+            slots.iter().map(|s| s.filled).collect()
         };
         (self.publish)(filled);
         Ok(())
