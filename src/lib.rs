@@ -15,7 +15,7 @@
 //! Shared by several layers and depending on none: `flight` (single-flight), `bounded` (a
 //! least-recently-used map bounded by weight), `deadline`
 //! (a caller's deadline, a step's budget), `names` (the one rule for file names), `digest`,
-//! `error`, `stats` and `metrics` (what a Prometheus scraper reads). Beside the mount:
+//! `error`, `fileio` (positional reads into unzeroed buffers), `stats` and `metrics` (what a Prometheus scraper reads). Beside the mount:
 //! `serve`, the sample DAM (`damfs serve`), and `sample`, which generates the sample data it
 //! serves.
 
@@ -29,6 +29,7 @@ pub mod deadline;
 pub mod demo;
 pub mod digest;
 pub mod error;
+pub mod fileio;
 pub mod flight;
 pub mod fuse;
 pub mod listing;

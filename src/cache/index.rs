@@ -11,7 +11,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -76,7 +76,9 @@ pub fn prepare(conn: &Connection, remote: &str) -> anyhow::Result<()> {
          CREATE TABLE IF NOT EXISTS assets (path TEXT PRIMARY KEY, manifest TEXT NOT NULL,
              fetched_at INTEGER NOT NULL, last_access INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS renditions (asset TEXT NOT NULL, name TEXT NOT NULL,
-             size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (asset, name));",
+             size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (asset, name));
+         CREATE TABLE IF NOT EXISTS unsynced (asset TEXT NOT NULL, name TEXT NOT NULL,
+             PRIMARY KEY (asset, name));",
     )
     .context("cannot create the cache index tables")?;
     let version = meta(conn, "schema")?;
@@ -94,6 +96,22 @@ pub fn prepare(conn: &Connection, remote: &str) -> anyhow::Result<()> {
         anyhow::bail!("the cache belongs to {owner}, not {remote}: give this remote its own --cache-dir");
     }
     Ok(())
+}
+
+/// Drops the renditions recorded after the last sync of the cache's filesystem (the daemon
+/// or the machine stopped before it): their files may be torn. Returns how many; their
+/// files are left as orphans for reconcile. Only the daemon holding the cache's lock may
+/// call it, before it serves.
+pub fn drop_unsynced(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let dropped = tx.execute(
+        "DELETE FROM renditions WHERE EXISTS
+             (SELECT 1 FROM unsynced u WHERE u.asset = renditions.asset AND u.name = renditions.name)",
+        [],
+    )?;
+    tx.execute("DELETE FROM unsynced", [])?;
+    tx.commit()?;
+    Ok(dropped)
 }
 
 /// A value of the `meta` table.
@@ -202,10 +220,16 @@ pub struct Writer {
 /// Most changes applied in one transaction: bounds how long one commit takes.
 const BATCH: usize = 2048;
 
+/// Longest a recorded rendition waits for the sync of the cache's filesystem that makes
+/// its row durable: what a crash can cost (renditions fetched again), as ext4's default
+/// journal commit interval bounds what it loses.
+pub const SYNC_WITHIN: Duration = Duration::from_secs(5);
+
 impl Writer {
     /// Starts the writer thread on `conn`. `content` is a directory on the filesystem that
-    /// holds the content files: it is synced before the renditions written to it are
-    /// recorded.
+    /// holds the content files: it is synced within [`SYNC_WITHIN`] of a rendition being
+    /// recorded, and when the writer stops; until then the rendition's row is marked
+    /// unsynced (see [`drop_unsynced`]).
     pub fn start(conn: Connection, content: File) -> anyhow::Result<Writer> {
         let (sender, receiver) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -245,7 +269,21 @@ impl Drop for Writer {
 }
 
 fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<IndexOp>) {
-    while let Ok(first) = receiver.recv() {
+    // When the oldest rendition not yet synced was recorded.
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let first = match unsynced_since {
+            None => receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(since) => receiver.recv_timeout(SYNC_WITHIN.saturating_sub(since.elapsed())),
+        };
+        let first = match first {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                sync_recorded(&conn, &content, &mut unsynced_since);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match receiver.try_recv() {
@@ -253,15 +291,10 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
                 Err(_) => break,
             }
         }
-        // A content file is not synced on its own: the index names it only once its
-        // filesystem has been synced, by one syncfs for the whole batch, so that a crash
-        // leaves at worst an orphan (which reconcile removes), never an entry whose bytes
-        // are not on disk.
-        if batch.iter().any(|op| matches!(op, IndexOp::Rendition { .. }))
-            && let Err(e) = sync_filesystem(&content)
-        {
-            log::error!("cannot sync the cache's filesystem, new renditions stay unrecorded: {e}");
-            batch.retain(|op| !matches!(op, IndexOp::Rendition { .. }));
+        // A content file is not synced on its own, nor before its row is written: the row
+        // is marked unsynced until one syncfs for everything recorded meanwhile.
+        if unsynced_since.is_none() && batch.iter().any(|op| matches!(op, IndexOp::Rendition { .. })) {
+            unsynced_since = Some(Instant::now());
         }
         let mut flushes = Vec::new();
         if let Err(e) = apply(&mut conn, batch, &mut flushes) {
@@ -269,6 +302,29 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
         }
         for flush in flushes {
             let _ = flush.send(());
+        }
+        if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
+            sync_recorded(&conn, &content, &mut unsynced_since);
+        }
+    }
+    if unsynced_since.is_some() {
+        sync_recorded(&conn, &content, &mut unsynced_since);
+    }
+}
+
+/// Syncs the cache's filesystem, then clears the unsynced marks of every row recorded
+/// before it. On failure the marks stay (a later sync, or the next start, deals with them).
+fn sync_recorded(conn: &Connection, content: &File, unsynced_since: &mut Option<Instant>) {
+    if let Err(e) = sync_filesystem(content) {
+        log::error!("cannot sync the cache's filesystem; will try again: {e}");
+        *unsynced_since = Some(Instant::now());
+        return;
+    }
+    match conn.execute("DELETE FROM unsynced", []) {
+        Ok(_) => *unsynced_since = None,
+        Err(e) => {
+            log::error!("cannot update the cache index: {e}");
+            *unsynced_since = Some(Instant::now());
         }
     }
 }
@@ -309,6 +365,8 @@ pub fn apply(
             IndexOp::Rendition { asset, name, size, digest } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO renditions VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![asset, name, size as i64, digest])?;
+                tx.prepare_cached("INSERT OR IGNORE INTO unsynced VALUES (?1, ?2)")?
+                    .execute(params![asset, name])?;
             }
             IndexOp::Touch { path, at } => {
                 tx.prepare_cached("UPDATE assets SET last_access = ?2 WHERE path = ?1")?

@@ -14,9 +14,11 @@
 //! ```
 //!
 //! A content file enters `content/` only complete: written under `tmp/`, renamed. Its index
-//! row is written after the rename and after a syncfs of the cache's filesystem (one for a
-//! batch of rows, on the index writer's thread), so a crash leaves at worst an orphan file,
-//! which [`Cache::reconcile`] removes, and never an index row whose bytes are not on disk.
+//! row is written after the rename and marked unsynced until the index writer's next syncfs
+//! of the cache's filesystem (within `index::SYNC_WITHIN`, and when the daemon stops). The
+//! next open drops rows still marked, since their bytes may not have reached the disk, so a
+//! crash leaves at worst orphan files, which [`Cache::reconcile`] removes, and never an
+//! index row naming a torn file.
 //!
 //! Lock order: `state` before nothing else; a reader connection's lock is taken alone.
 
@@ -170,8 +172,14 @@ impl Cache {
         clear_dir(&dir.join("tmp"))?;
 
         let db = dir.join("index.sqlite");
-        let writer_conn = index::connect(&db)?;
+        let mut writer_conn = index::connect(&db)?;
         index::prepare(&writer_conn, remote)?;
+        let torn = index::drop_unsynced(&mut writer_conn).context("cannot read the cache index")?;
+        if torn > 0 {
+            log::warn!(
+                "cache: the last stop came before {torn} new renditions were synced to disk; they will be fetched again"
+            );
+        }
         index::set_meta(&writer_conn, "cap", &cap.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))?;
         let reader = index::connect(&db)?;
         let mut readers = Vec::with_capacity(READERS);

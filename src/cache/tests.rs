@@ -200,3 +200,51 @@ fn eviction_removes_a_rendition_the_index_has_not_recorded_yet() {
     blocker.execute_batch("ROLLBACK").unwrap();
     cache.flush();
 }
+
+/// Copies a live cache directory as a crash would leave it: the index as last written, the
+/// content files as they are.
+fn snapshot(from: &Path, to: &Path) {
+    for entry in walkdir(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(&entry, &dest).unwrap();
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walkdir(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[test]
+fn a_crash_before_the_sync_drops_the_new_rows_and_a_clean_stop_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "r", None).unwrap();
+    put(&cache, "kept.jpg", "original", b"before");
+    cache.close();
+    drop(cache);
+
+    let cache = Cache::open(&dir, "r", None).unwrap();
+    assert_eq!(cache.rendition("kept.jpg", "original").unwrap().size, 6, "a clean stop syncs first");
+    put(&cache, "new.jpg", "original", b"after");
+    cache.flush();
+    assert_eq!(cache.rendition("new.jpg", "original").unwrap().size, 5, "recorded at once");
+    // The machine stops now, well within index::SYNC_WITHIN of the commit.
+    let crashed = tmp.path().join("crashed");
+    snapshot(&dir, &crashed);
+    fs::remove_file(crashed.join("lock")).unwrap();
+    cache.close();
+
+    let after = Cache::open(&crashed, "r", None).unwrap();
+    assert!(after.rendition("new.jpg", "original").is_none(), "a row the sync did not cover is dropped");
+    assert_eq!(after.rendition("kept.jpg", "original").unwrap().size, 6);
+    assert_eq!(after.reconcile(), (0, 1), "its file is an orphan");
+    assert!(!after.content_path("new.jpg", "original").exists());
+    assert_eq!(fs::read(after.content_path("kept.jpg", "original")).unwrap(), b"before");
+}

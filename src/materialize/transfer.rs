@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ranged;
@@ -273,17 +274,14 @@ const WRITE_CHUNKS: usize = 256;
 struct Sink {
     file: File,
     hasher: Hasher,
-    /// Chunks as they arrived, written with one writev: never copied in memory.
-    pending: Vec<bytes::Bytes>,
-    /// Their length.
-    pending_len: usize,
 }
 
 impl Sink {
-    /// Writes and hashes the pending bytes on a blocking thread.
-    async fn write_out(mut self) -> FsResult<Sink> {
+    /// Writes `chunks` with one writev (never copied in memory) and hashes them, on a
+    /// blocking thread; gives the sink back when done.
+    fn write(mut self, chunks: Vec<bytes::Bytes>) -> JoinHandle<FsResult<Sink>> {
         tokio::task::spawn_blocking(move || {
-            let mut slices: Vec<IoSlice<'_>> = self.pending.iter().map(|b| IoSlice::new(b)).collect();
+            let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|b| IoSlice::new(b)).collect();
             let mut slices = &mut slices[..];
             while !slices.is_empty() {
                 match self.file.write_vectored(slices) {
@@ -293,15 +291,75 @@ impl Sink {
                     Err(e) => return Err(e.into()),
                 }
             }
-            for chunk in self.pending.drain(..) {
-                self.hasher.update(&chunk);
+            for chunk in &chunks {
+                self.hasher.update(chunk);
             }
-            self.pending_len = 0;
             Ok(self)
         })
-        .await
-        .map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))?
     }
+}
+
+/// Received chunks on their way to the temporary file. They gather while the batch before
+/// them is written and hashed on a blocking thread, so receiving waits on the disk only
+/// when a whole batch is ready behind a write still running.
+struct Spool {
+    /// The sink, when no write holds it.
+    idle: Option<Sink>,
+    /// The write running, and the length of the file once it is done.
+    busy: Option<(JoinHandle<FsResult<Sink>>, u64)>,
+    /// Chunks received since the last write began, and their length.
+    pending: Vec<bytes::Bytes>,
+    pending_len: usize,
+    /// Bytes handed to writes so far.
+    queued: u64,
+}
+
+impl Spool {
+    fn new(sink: Sink) -> Spool {
+        Spool { idle: Some(sink), busy: None, pending: Vec::new(), pending_len: 0, queued: 0 }
+    }
+
+    fn push(&mut self, chunk: bytes::Bytes) {
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+    }
+
+    /// Whether enough has gathered to be written at once.
+    fn batch_ready(&self) -> bool {
+        self.pending_len >= WRITE_BATCH || self.pending.len() >= WRITE_CHUNKS
+    }
+
+    /// Starts writing what has gathered, unless a write is running or nothing has.
+    fn start(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(sink) = self.idle.take() else { return };
+        self.queued += self.pending_len as u64;
+        self.pending_len = 0;
+        self.busy = Some((sink.write(std::mem::take(&mut self.pending)), self.queued));
+    }
+
+    /// Waits for the running write; returns the length of the file after it. Cancel-safe:
+    /// nothing changes until the write has ended.
+    async fn settle(&mut self) -> FsResult<u64> {
+        let Some((write, _)) = self.busy.as_mut() else {
+            return Ok(self.queued);
+        };
+        let result = write.await;
+        let (_, written) = self.busy.take().expect("a write was running");
+        let sink = result.map_err(|e| FsError::Internal(format!("writing a transfer: {e}")))??;
+        self.idle = Some(sink);
+        Ok(written)
+    }
+}
+
+/// What a receiver waiting on the network and on a write woke up for.
+enum Woke<T> {
+    /// The write ended (the file's length after it).
+    Written(FsResult<u64>),
+    /// The body gave its next item, or the wait timed out.
+    Arrived(T),
 }
 
 /// Completes `digests` of the `len` bytes of `file` with the one a transfer is checked and
@@ -380,34 +438,39 @@ async fn run<R: Remote>(
         (total, file, Digests::default())
     } else {
         let mut body = download.body;
-        let mut sink = Sink { file, hasher: Hasher::new(wanted), pending: Vec::new(), pending_len: 0 };
+        let mut spool = Spool::new(Sink { file, hasher: Hasher::new(wanted) });
+        let publish = |written: u64| transfer.progress.send_modify(|p| p.written = written);
         let mut received = 0u64;
-        let mut written = 0u64;
         loop {
-            // Take what has arrived without waiting; write it out before waiting for more, so
-            // that readers see bytes as soon as the network pauses.
+            // Take what has arrived without waiting. When the network pauses, write out
+            // what has gathered, so that readers see bytes as soon as possible, and keep
+            // receiving while it is written.
             let next = match body.next().now_or_never() {
                 // Arrived, or the end.
                 Some(next) => next,
-                None if !sink.pending.is_empty() => {
-                    sink = sink.write_out().await?;
-                    written = received;
-                    transfer.progress.send_modify(|p| p.written = written);
-                    continue;
-                }
                 None => {
+                    spool.start();
                     let idle = job.step.deadline().instant();
                     let wait_until = overall.map_or(idle, |o| o.min(idle));
-                    match tokio::time::timeout_at(wait_until, body.next()).await {
-                        Ok(next) => next,
-                        Err(_) if overall.is_some_and(|o| o <= idle) => {
+                    let woke = tokio::select! {
+                        biased;
+                        written = spool.settle(), if spool.busy.is_some() => Woke::Written(written),
+                        next = tokio::time::timeout_at(wait_until, body.next()) => Woke::Arrived(next),
+                    };
+                    match woke {
+                        Woke::Written(written) => {
+                            publish(written?);
+                            continue;
+                        }
+                        Woke::Arrived(Ok(next)) => next,
+                        Woke::Arrived(Err(_)) if overall.is_some_and(|o| o <= idle) => {
                             let secs = started.elapsed().as_secs();
                             return Err(FsError::Timeout(format!(
                                 "{} (only {received} bytes in {secs} s)",
                                 what()
                             )));
                         }
-                        Err(_) => {
+                        Woke::Arrived(Err(_)) => {
                             return Err(FsError::Timeout(format!(
                                 "{} (stalled after {received} bytes)",
                                 what()
@@ -435,20 +498,19 @@ async fn run<R: Remote>(
             guard.charge(len);
             received += len;
             Stats::add(&stats.bytes_fetched, len);
-            sink.pending_len += chunk.len();
-            sink.pending.push(chunk);
-            if sink.pending_len >= WRITE_BATCH || sink.pending.len() >= WRITE_CHUNKS {
-                sink = sink.write_out().await?;
-                written = received;
-                transfer.progress.send_modify(|p| p.written = written);
+            spool.push(chunk);
+            if spool.batch_ready() {
+                if spool.busy.is_some() {
+                    publish(spool.settle().await?);
+                }
+                spool.start();
             }
         }
-        if !sink.pending.is_empty() {
-            sink = sink.write_out().await?;
-            written = received;
-            transfer.progress.send_modify(|p| p.written = written);
-        }
-        let Sink { file, hasher, .. } = sink;
+        publish(spool.settle().await?);
+        spool.start();
+        let written = spool.settle().await?;
+        publish(written);
+        let Sink { file, hasher } = spool.idle.take().expect("no write is running");
         if let Some(total) = total
             && total != written
         {

@@ -6,15 +6,17 @@
 //! with credentials (see `reply::CACHE_CONTROL`). Which file a URL names is decided by `routes`; HEAD bodies are dropped by
 //! the envelope in `mod.rs`.
 
-use std::io::SeekFrom;
+use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::task::JoinHandle;
 
 use super::reply::{self, HttpError, HttpResult};
 
@@ -23,7 +25,7 @@ use super::reply::{self, HttpError, HttpResult};
 pub(crate) const ADVERTISE_RANGES_ABOVE: u64 = 100 * 1024;
 
 /// Size of the chunks read from disk and handed to the connection.
-const CHUNK: usize = 1 << 20;
+const CHUNK: u64 = 1 << 20;
 
 /// What a `Range` header asks of a body of a known size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +110,7 @@ pub(crate) async fn serve_file(
     request: &HeaderMap,
     throttle: Option<u64>,
 ) -> HttpResult<Response> {
-    let mut file = match tokio::fs::File::open(path).await {
+    let file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(HttpError::not_found("not found: the file went away"));
@@ -154,12 +156,7 @@ pub(crate) async fn serve_file(
     if len == 0 {
         return build(builder, Body::empty());
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| HttpError::internal("cannot seek a binary", e))?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
+    let stream = chunks(file.into_std().await, start, len);
     match throttle {
         None => build(builder, Body::from_stream(stream)),
         Some(rate) => {
@@ -173,6 +170,30 @@ pub(crate) async fn serve_file(
             build(builder, Body::from_stream(slow))
         }
     }
+}
+
+/// The bytes `start..start + len` of `file` in chunks of [`CHUNK`], each read straight into
+/// the buffer the connection sends; the next chunk is read while the current one is sent.
+/// A file that ends early (it shrank while being sent) ends the body with an error, so the
+/// client sees a short answer rather than a wrong one.
+fn chunks(file: std::fs::File, start: u64, len: u64) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    let file = Arc::new(file);
+    let end = start + len;
+    let read = move |at: u64| -> JoinHandle<io::Result<Vec<u8>>> {
+        let file = Arc::clone(&file);
+        tokio::task::spawn_blocking(move || crate::fileio::read_at(&file, at, (end - at).min(CHUNK) as usize))
+    };
+    let first = read(start);
+    futures_util::stream::try_unfold((start, Some(first), read), move |(at, pending, read)| async move {
+        let Some(pending) = pending else { return Ok(None) };
+        let buf = pending.await.map_err(io::Error::other)??;
+        if buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent"));
+        }
+        let at = at + buf.len() as u64;
+        let next = (at < end).then(|| read(at));
+        Ok(Some((Bytes::from(buf), (at, next, read))))
+    })
 }
 
 fn build(builder: axum::http::response::Builder, body: Body) -> HttpResult<Response> {

@@ -2,7 +2,6 @@
 //! them (waiting for bytes still in transfer), and releasing them.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -140,7 +139,7 @@ impl<R: Remote> Vfs<R> {
                     }
                 }
                 let file = Arc::clone(file);
-                read_at(&file, offset, len as usize)
+                crate::fileio::read_at(&file, offset, len as usize).map_err(FsError::Io)
             }
         }
     }
@@ -150,28 +149,4 @@ impl<R: Remote> Vfs<R> {
         let handle = self.handles.lock().remove(&fh);
         drop(handle);
     }
-}
-
-/// Reads up to `len` bytes at `offset` (fewer only at end of file), into a buffer that is
-/// not zeroed first.
-fn read_at(file: &File, offset: u64, len: usize) -> FsResult<Vec<u8>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let at = libc::off_t::try_from(offset + buf.len() as u64).map_err(|_| FsError::Invalid)?;
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: pread writes at most `spare.len()` bytes into the vector's spare capacity,
-        // which stays allocated for the call; the length grows only by what it wrote.
-        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
-        match n {
-            0 => break,
-            n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(FsError::Io(e));
-                }
-            }
-        }
-    }
-    Ok(buf)
 }
