@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::binary::serve_file;
 use super::catalog::{Asset, Catalog, Entry, Folder, name_problem};
+use super::renditions::ORIGINAL;
 use super::reply::{self, HttpError, HttpResult, blocking};
 use super::sling::{self, Node};
 use super::{querybuilder, siren};
@@ -353,6 +354,10 @@ async fn in_asset(ctx: &Ctx<'_>, asset: &Asset, below: &[String]) -> HttpResult<
     let Some((last, parents)) = below.split_last() else {
         return Err(HttpError::not_found("not found"));
     };
+    // The original's bytes are the asset's file: no need to describe the asset first.
+    if parents == ["jcr:content", "renditions"] && last == ORIGINAL {
+        return rendition_bytes(ctx, asset, ORIGINAL).await;
+    }
     // Generate renditions only when the answer shows them.
     let mut exact = parents.to_vec();
     exact.push(last.clone());
