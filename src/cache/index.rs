@@ -103,12 +103,19 @@ pub fn prepare(conn: &Connection, remote: &str) -> anyhow::Result<()> {
 /// files are left as orphans for reconcile. Only the daemon holding the cache's lock may
 /// call it, before it serves.
 pub fn drop_unsynced(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let marked: Vec<(String, String)> = {
+        let mut stmt = conn.prepare("SELECT asset, name FROM unsynced")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    if marked.is_empty() {
+        return Ok(0);
+    }
     let tx = conn.transaction()?;
-    let dropped = tx.execute(
-        "DELETE FROM renditions WHERE EXISTS
-             (SELECT 1 FROM unsynced u WHERE u.asset = renditions.asset AND u.name = renditions.name)",
-        [],
-    )?;
+    let mut dropped = 0;
+    for (asset, name) in &marked {
+        dropped +=
+            tx.execute("DELETE FROM renditions WHERE asset = ?1 AND name = ?2", params![asset, name])?;
+    }
     tx.execute("DELETE FROM unsynced", [])?;
     tx.commit()?;
     Ok(dropped)
