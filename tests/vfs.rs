@@ -503,3 +503,26 @@ async fn a_large_rendition_comes_in_parts_and_whole_from_a_remote_without_ranges
         assert_eq!(s.remote.fetch_count("we/big.jpg", "original"), asked, "a cached read fetched again");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_rendition_in_parts_that_misses_its_dam_sha1_never_enters_the_cache() {
+    let remote = FakeRemote::new();
+    remote.add_folder("we");
+    let len = (16 << 20) + 12_345;
+    let mut wrong = asset(5, len);
+    wrong.meta.sha1 = Some("0".repeat(40));
+    remote.add_asset("we/big.jpg", wrong);
+    let s = setup(Arc::new(remote), Duration::from_secs(20), 1 << 20);
+    let we = s.vfs.lookup(ROOT_INO, "we", soon()).await.unwrap().attr.ino;
+    let big = s.vfs.lookup(we, "big.jpg", soon()).await.unwrap().attr.ino;
+    // The bytes stream to the reader as they come; the check is made once they are all in.
+    let _ = read_in(&s.vfs, big, 1 << 20).await;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while s.vfs.stats().transfers_in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    ended.await.expect("the transfer never ended");
+    assert!(s.remote.fetch_count("we/big.jpg", "original") >= 2, "not fetched in parts");
+    assert!(s.cache.rendition("we/big.jpg", "original").is_none(), "bytes that miss dam:sha1 were cached");
+}
