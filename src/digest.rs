@@ -61,32 +61,25 @@ impl Hasher {
             sha256: self.sha256.map(|h| hex(&h.finalize())),
         }
     }
-
-    /// Takes in bytes `from..to` of `file` (a file shorter than `to` is an error).
-    pub fn update_from(&mut self, file: &File, from: u64, to: u64) -> std::io::Result<()> {
-        let mut buf =
-            vec![0u8; (1 << 20).min(usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX))];
-        let mut at = from;
-        while at < to {
-            let want = buf.len().min(usize::try_from(to - at).unwrap_or(usize::MAX));
-            let got = file.read_at(&mut buf[..want], at)?;
-            if got == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("the file has {at} of {to} bytes"),
-                ));
-            }
-            self.update(&buf[..got]);
-            at += got as u64;
-        }
-        Ok(())
-    }
 }
 
 /// The `wanted` digests of the first `len` bytes of `file` (a short file is an error).
 pub fn of_file(file: &File, len: u64, wanted: Wanted) -> std::io::Result<Digests> {
     let mut hasher = Hasher::new(wanted);
-    hasher.update_from(file, 0, len)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = buf.len().min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        let got = file.read_at(&mut buf[..want], at)?;
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file has {at} of {len} bytes"),
+            ));
+        }
+        hasher.update(&buf[..got]);
+        at += got as u64;
+    }
     Ok(hasher.finish())
 }
 

@@ -354,37 +354,6 @@ impl Spool {
     }
 }
 
-/// The digests of a transfer that comes in parts, taken in order as the bytes present from
-/// the start grow (read back from the file, still in the page cache): ready when the last
-/// part lands, rather than one pass over the whole file after it.
-async fn hash_in_order(
-    file: Arc<File>,
-    total: u64,
-    wanted: Wanted,
-    mut progress: watch::Receiver<Progress>,
-) -> FsResult<Digests> {
-    let mut hasher = Hasher::new(wanted);
-    let mut hashed = 0u64;
-    while hashed < total {
-        let present = progress.borrow_and_update().parts.as_deref().map_or(0, |f| ranged::present_from(f, 0));
-        if present <= hashed {
-            if progress.changed().await.is_err() {
-                return Err(FsError::Abandoned("a transfer ended before its bytes were hashed".into()));
-            }
-            continue;
-        }
-        let file = Arc::clone(&file);
-        hasher = tokio::task::spawn_blocking(move || {
-            hasher.update_from(&file, hashed, present)?;
-            Ok::<_, std::io::Error>(hasher)
-        })
-        .await
-        .map_err(|e| FsError::Internal(format!("hashing a transfer: {e}")))??;
-        hashed = present;
-    }
-    Ok(hasher.finish())
-}
-
 /// What a receiver waiting on the network and on a write woke up for.
 enum Woke<T> {
     /// The write ended (the file's length after it).
@@ -464,10 +433,9 @@ async fn run<R: Remote>(
             });
         };
         let file = Arc::new(file);
-        let receiving = ranged::receive(&source, download, total, &file, stats, &transfer.demand, &publish);
-        let hashing = hash_in_order(Arc::clone(&file), total, wanted, transfer.progress.subscribe());
-        let ((), digests) = tokio::try_join!(receiving, hashing)?;
-        (total, file, digests)
+        ranged::receive(&source, download, total, &file, stats, &transfer.demand, &publish).await?;
+        // Hashed once every part is in, below.
+        (total, file, Digests::default())
     } else {
         let mut body = download.body;
         let mut spool = Spool::new(Sink { file, hasher: Hasher::new(wanted) });
