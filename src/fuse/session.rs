@@ -15,41 +15,11 @@ use super::DamFs;
 use crate::remote::Remote;
 use crate::vfs::Vfs;
 
-/// Threads reading /dev/fuse when cached files are read through the daemon: enough for
-/// reads from the disk to overlap (work that waits on the remote goes to the runtime and
-/// frees its thread).
+/// Worker threads reading /dev/fuse: enough for parallel reads of cached files while
+/// others wait on the remote (those are handed to the runtime and free their thread).
+/// One thread alone was measured too, with nginx opening a cached asset per request: no
+/// gain beyond the run-to-run spread of `scripts/bench`.
 const FUSE_THREADS: usize = 4;
-
-/// Threads reading /dev/fuse. A thread only ever answers from memory or from a cached file;
-/// with FUSE passthrough (a root daemon on Linux 6.9 or later), cached reads never reach the
-/// daemon, and one thread answers everything: it stays awake while requests queue, where
-/// several are each woken for one request. Measured with nginx opening a cached asset per
-/// request (an OPEN and a RELEASE each): about 15 % more requests per second with one thread
-/// than with four.
-fn fuse_threads(root: bool) -> usize {
-    if root && kernel_at_least(6, 9) { 1 } else { FUSE_THREADS }
-}
-
-/// Whether the running kernel's release is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    // SAFETY: utsname is plain arrays of bytes, for which all zeroes is a valid value.
-    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname fills the struct we own.
-    if unsafe { libc::uname(&mut name) } != 0 {
-        return false;
-    }
-    // SAFETY: uname leaves `release` NUL-terminated.
-    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) }.to_string_lossy();
-    release_at_least(&release, major, minor)
-}
-
-fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(ma), Some(mi)) => (ma, mi) >= (major, minor),
-        _ => false,
-    }
-}
 
 /// What the kernel is told about the mount.
 #[derive(Debug, Clone)]
@@ -98,7 +68,7 @@ impl<R: Remote> Session<R> {
             fuser::MountOption::DefaultPermissions,
         ];
         options.acl = if spec.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-        options.n_threads = Some(fuse_threads(uid == 0));
+        options.n_threads = Some(FUSE_THREADS);
         options.clone_fd = true;
         let mp = spec.mountpoint.display();
         let inner = if uid == 0 {
@@ -218,18 +188,4 @@ fn kernel_sink(notifier: fuser::Notifier) -> crate::vfs::KernelSink {
             }
         });
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        use super::release_at_least;
-        assert!(release_at_least("6.18.44-fc-v1147", 6, 9));
-        assert!(release_at_least("6.9.0", 6, 9));
-        assert!(!release_at_least("6.8.12-amd64", 6, 9));
-        assert!(release_at_least("7.0", 6, 9));
-        assert!(!release_at_least("5.15.0-91-generic", 6, 9));
-        assert!(!release_at_least("weird", 6, 9));
-    }
 }
