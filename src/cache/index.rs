@@ -232,10 +232,15 @@ const BATCH: usize = 2048;
 /// journal commit interval bounds what it loses.
 pub const SYNC_WITHIN: Duration = Duration::from_secs(5);
 
+/// Bytes of newly recorded renditions after which the sync comes at once: a large file is
+/// written back right after it lands, off any reader's path, rather than by whatever comes
+/// next (often a reader of that very file).
+pub const SYNC_AFTER_BYTES: u64 = 64 << 20;
+
 impl Writer {
     /// Starts the writer thread on `conn`. `content` is a directory on the filesystem that
     /// holds the content files: it is synced within [`SYNC_WITHIN`] of a rendition being
-    /// recorded, and when the writer stops; until then the rendition's row is marked
+    /// recorded (at once past [`SYNC_AFTER_BYTES`] of them), and when the writer stops; until then the rendition's row is marked
     /// unsynced (see [`drop_unsynced`]).
     pub fn start(conn: Connection, content: File) -> anyhow::Result<Writer> {
         let (sender, receiver) = mpsc::channel();
@@ -278,6 +283,8 @@ impl Drop for Writer {
 fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<IndexOp>) {
     // When the oldest rendition not yet synced was recorded.
     let mut unsynced_since: Option<Instant> = None;
+    // Bytes of the renditions recorded since the last sync.
+    let mut unsynced_bytes = 0u64;
     loop {
         let first = match unsynced_since {
             None => receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -287,6 +294,7 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 sync_recorded(&conn, &content, &mut unsynced_since);
+                unsynced_bytes = 0;
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -300,9 +308,12 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
         }
         // A content file is not synced on its own, nor before its row is written: the row
         // is marked unsynced until one syncfs for everything recorded meanwhile.
+        let recorded: u64 =
+            batch.iter().map(|op| if let IndexOp::Rendition { size, .. } = op { *size } else { 0 }).sum();
         if unsynced_since.is_none() && batch.iter().any(|op| matches!(op, IndexOp::Rendition { .. })) {
             unsynced_since = Some(Instant::now());
         }
+        unsynced_bytes = unsynced_bytes.saturating_add(recorded);
         let mut flushes = Vec::new();
         if let Err(e) = apply(&mut conn, batch, &mut flushes) {
             log::error!("cannot update the cache index: {e}");
@@ -310,8 +321,11 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
         for flush in flushes {
             let _ = flush.send(());
         }
-        if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
+        if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN)
+            || unsynced_bytes >= SYNC_AFTER_BYTES
+        {
             sync_recorded(&conn, &content, &mut unsynced_since);
+            unsynced_bytes = 0;
         }
     }
     if unsynced_since.is_some() {

@@ -248,3 +248,29 @@ fn a_crash_before_the_sync_drops_the_new_rows_and_a_clean_stop_keeps_them() {
     assert!(!after.content_path("new.jpg", "original").exists());
     assert_eq!(fs::read(after.content_path("kept.jpg", "original")).unwrap(), b"before");
 }
+
+#[test]
+fn a_large_rendition_is_synced_as_soon_as_it_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let cache = Cache::open(&dir, "r", None).unwrap();
+    put(&cache, "small.jpg", "original", b"small");
+    let big = vec![7u8; index::SYNC_AFTER_BYTES as usize];
+    put(&cache, "big.bin", "original", &big);
+    // The writer syncs right after the batch that recorded the large file (and everything
+    // before it); a second flush is answered only after that.
+    cache.flush();
+    cache.flush();
+    let crashed = tmp.path().join("crashed");
+    snapshot(&dir, &crashed);
+    fs::remove_file(crashed.join("lock")).unwrap();
+    cache.close();
+
+    let after = Cache::open(&crashed, "r", None).unwrap();
+    assert_eq!(after.rendition("big.bin", "original").unwrap().size, big.len() as u64);
+    assert_eq!(
+        after.rendition("small.jpg", "original").unwrap().size,
+        5,
+        "recorded before it, synced with it"
+    );
+}
