@@ -232,15 +232,16 @@ const BATCH: usize = 2048;
 /// journal commit interval bounds what it loses.
 pub const SYNC_WITHIN: Duration = Duration::from_secs(5);
 
-/// Bytes of newly recorded renditions after which the sync comes at once: a large file is
-/// written back right after it lands, off any reader's path, rather than by whatever comes
-/// next (often a reader of that very file).
-pub const SYNC_AFTER_BYTES: u64 = 64 << 20;
+/// Size from which a newly recorded rendition is synced at once: a large file is written
+/// back right after it lands, off any reader's path, rather than by whatever comes next
+/// (often a reader of that very file). Smaller ones wait for [`SYNC_WITHIN`]: a sync for
+/// every few of them would put the disk in the way of the reads that fetch them.
+pub const SYNC_LARGE: u64 = 64 << 20;
 
 impl Writer {
     /// Starts the writer thread on `conn`. `content` is a directory on the filesystem that
     /// holds the content files: it is synced within [`SYNC_WITHIN`] of a rendition being
-    /// recorded (at once past [`SYNC_AFTER_BYTES`] of them), and when the writer stops; until then the rendition's row is marked
+    /// recorded (at once for one of [`SYNC_LARGE`] or more), and when the writer stops; until then the rendition's row is marked
     /// unsynced (see [`drop_unsynced`]).
     pub fn start(conn: Connection, content: File) -> anyhow::Result<Writer> {
         let (sender, receiver) = mpsc::channel();
@@ -283,8 +284,6 @@ impl Drop for Writer {
 fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<IndexOp>) {
     // When the oldest rendition not yet synced was recorded.
     let mut unsynced_since: Option<Instant> = None;
-    // Bytes of the renditions recorded since the last sync.
-    let mut unsynced_bytes = 0u64;
     loop {
         let first = match unsynced_since {
             None => receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -294,7 +293,6 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 sync_recorded(&conn, &content, &mut unsynced_since);
-                unsynced_bytes = 0;
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -308,12 +306,11 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
         }
         // A content file is not synced on its own, nor before its row is written: the row
         // is marked unsynced until one syncfs for everything recorded meanwhile.
-        let recorded: u64 =
-            batch.iter().map(|op| if let IndexOp::Rendition { size, .. } = op { *size } else { 0 }).sum();
+        let large =
+            batch.iter().any(|op| matches!(op, IndexOp::Rendition { size, .. } if *size >= SYNC_LARGE));
         if unsynced_since.is_none() && batch.iter().any(|op| matches!(op, IndexOp::Rendition { .. })) {
             unsynced_since = Some(Instant::now());
         }
-        unsynced_bytes = unsynced_bytes.saturating_add(recorded);
         let mut flushes = Vec::new();
         if let Err(e) = apply(&mut conn, batch, &mut flushes) {
             log::error!("cannot update the cache index: {e}");
@@ -321,11 +318,8 @@ fn write_loop(mut conn: Connection, content: File, receiver: mpsc::Receiver<Inde
         for flush in flushes {
             let _ = flush.send(());
         }
-        if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN)
-            || unsynced_bytes >= SYNC_AFTER_BYTES
-        {
+        if large || unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
             sync_recorded(&conn, &content, &mut unsynced_since);
-            unsynced_bytes = 0;
         }
     }
     if unsynced_since.is_some() {

@@ -255,7 +255,7 @@ fn a_large_rendition_is_synced_as_soon_as_it_is_recorded() {
     let dir = tmp.path().join("cache");
     let cache = Cache::open(&dir, "r", None).unwrap();
     put(&cache, "small.jpg", "original", b"small");
-    let big = vec![7u8; index::SYNC_AFTER_BYTES as usize];
+    let big = vec![7u8; index::SYNC_LARGE as usize];
     put(&cache, "big.bin", "original", &big);
     // The writer syncs right after the batch that recorded the large file (and everything
     // before it); a second flush is answered only after that.
