@@ -12,6 +12,7 @@ pub mod manifest;
 mod open;
 pub mod ranged;
 pub mod select;
+mod spool;
 pub mod transfer;
 mod versions;
 

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::spool::{WRITE_BATCH, WRITE_CHUNKS};
 use crate::deadline::Budget;
 use crate::error::{FsError, FsResult};
 use crate::remote::{Download, Remote, RemoteError, RemoteErrorKind};
@@ -38,12 +39,6 @@ pub const WINDOW: usize = 4;
 
 /// Parts started beyond the window for readers waiting on them.
 const URGENT: usize = 2;
-
-/// Bytes gathered before they are written out, off the runtime's workers.
-const WRITE_BATCH: usize = 256 << 10;
-
-/// Chunks gathered before they are written out.
-const WRITE_CHUNKS: usize = 256;
 
 /// The bytes present from the start of each part ([`PART`] bytes each, the last one
 /// shorter), as readers see them.
